@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Address Space Isolation (ASI), the Rust core.
+//!
+//! See `Documentation/arch/x86/asi.rst`. The boot decision and all code that runs in `noinstr`
+//! context are C (`arch/x86/mm/asi/asi.c`); this crate owns what can run instrumented: the
+//! state and its reporting, the debugfs interface and the tests.
+//!
+//! Layout of the crate:
+//!
+//! - [`cr3`] and [`status`] are pure logic on `core` alone, shared with the host test crate
+//!   (`cargo test` at the top of the repository).
+//! - [`sys`] is the only module that calls C. It wraps each function of `asm/asi.h` once.
+//! - [`debugfs`] builds `/sys/kernel/debug/asi/`.
+//! - [`kunit`] is the KUnit suite `asi`.
+
+use kernel::prelude::*;
+
+#[expect(
+    dead_code,
+    reason = "the nonsensitive CR3 encoding is for the address-space switch, not wired up yet"
+)]
+mod cr3;
+mod debugfs;
+mod kunit;
+mod status;
+mod sys;
+
+/// Prefix of this crate's kernel log lines: `asi: `.
+const __LOG_PREFIX: &[u8] = b"asi\0";
+
+/// The current state of ASI.
+///
+/// Counts CPUs with the CPU hotplug lock held, so it may sleep.
+fn current_status() -> status::Status {
+    let census = sys::cpu_flag_census();
+    status::Status {
+        enabled: sys::boot_cpu_has_asi(),
+        request: sys::boot_request(),
+        pcid: sys::cr3_snapshot().pcid,
+        cpus_online: census.online,
+        cpus_flagged: census.flagged,
+    }
+}
+
+/// Initialises ASI's state and logs it. Called from an early initcall, before SMP bring-up.
+///
+/// # Safety
+///
+/// Must only be called once, from `asi_early_init()` in `arch/x86/mm/asi/asi.c`.
+#[export]
+pub unsafe extern "C" fn asi_core_init() -> c_int {
+    let status = current_status();
+    pr_info!("{}\n", status.boot_line());
+    // asi_check_boottime() sets the flag from the request; anything else is a kernel bug.
+    kernel::warn_on!(status.enabled != status.request.wants_asi());
+    0
+}
+
+/// Creates `/sys/kernel/debug/asi/`. Called from a late initcall.
+///
+/// # Safety
+///
+/// Must only be called once, from `asi_late_init()` in `arch/x86/mm/asi/asi.c`.
+#[export]
+pub unsafe extern "C" fn asi_debugfs_init() -> c_int {
+    match debugfs::init() {
+        Ok(()) => 0,
+        Err(e) => {
+            pr_err!("cannot create the debugfs interface: {:?}\n", e);
+            e.to_errno()
+        }
+    }
+}
+
+/// Lets the kernel's print macros format the core-only types of this crate.
+macro_rules! kernel_display {
+    ($($t:ty),* $(,)?) => {
+        $(
+            impl kernel::fmt::Display for $t {
+                fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+                    core::fmt::Display::fmt(self, f)
+                }
+            }
+        )*
+    };
+}
+
+kernel_display!(status::Status, status::BootLine<'_>);

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What ASI reports about itself: at boot in the kernel log and at any time in
+//! `/sys/kernel/debug/asi/status`.
+//!
+//! This file only uses `core`: it is built into the kernel and, unchanged, into the host test
+//! crate.
+
+use core::fmt;
+
+/// What the `asi=` boot parameter asked for (`enum asi_boot_request` in `asm/asi.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BootRequest {
+    /// No `asi=` on the command line.
+    Default,
+    /// `asi=on`.
+    On,
+    /// `asi=off`.
+    Off,
+    /// `asi=` with a value that was not understood.
+    Invalid,
+}
+
+impl BootRequest {
+    /// Converts the value of the C enum, `None` for a value the enum does not have.
+    pub(crate) fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Default),
+            1 => Some(Self::On),
+            2 => Some(Self::Off),
+            3 => Some(Self::Invalid),
+            _ => None,
+        }
+    }
+
+    /// Whether ASI is to be enabled. Everything but `asi=on` keeps the default, which is off.
+    pub(crate) fn wants_asi(self) -> bool {
+        self == Self::On
+    }
+
+    /// The name used in the status file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::On => "on",
+            Self::Off => "off",
+            Self::Invalid => "invalid",
+        }
+    }
+
+    /// Why ASI is in the state this request leads to, for the boot log.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Default => "off by default, boot with asi=on to enable",
+            Self::On => "asi=on",
+            Self::Off => "asi=off",
+            Self::Invalid => "invalid asi= value, using the default",
+        }
+    }
+}
+
+/// A snapshot of ASI's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Status {
+    /// Whether the boot CPU has `X86_FEATURE_ASI`.
+    pub(crate) enabled: bool,
+    /// What the boot parameter asked for.
+    pub(crate) request: BootRequest,
+    /// Whether the CPU tags TLB entries with PCIDs.
+    pub(crate) pcid: bool,
+    /// Online CPUs.
+    pub(crate) cpus_online: u32,
+    /// Online CPUs whose `/proc/cpuinfo` entry shows the `asi` flag.
+    pub(crate) cpus_flagged: u32,
+}
+
+impl Status {
+    /// Whether the state is what the boot parameter asked for, on every CPU.
+    pub(crate) fn consistent(&self) -> bool {
+        let expected = if self.enabled { self.cpus_online } else { 0 };
+        self.enabled == self.request.wants_asi() && self.cpus_flagged == expected
+    }
+
+    /// The line logged at boot, without the `asi: ` prefix.
+    pub(crate) fn boot_line(&self) -> BootLine<'_> {
+        BootLine(self)
+    }
+}
+
+/// Writes the content of the debugfs `status` file: one `key: value` pair per line.
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "enabled: {}", yes_no(self.enabled))?;
+        writeln!(f, "boot_param: {}", self.request.name())?;
+        writeln!(f, "pcid: {}", yes_no(self.pcid))?;
+        writeln!(f, "cpus_online: {}", self.cpus_online)?;
+        writeln!(f, "cpus_with_flag: {}", self.cpus_flagged)?;
+        writeln!(f, "consistent: {}", yes_no(self.consistent()))
+    }
+}
+
+/// The boot log line, see [`Status::boot_line`].
+pub(crate) struct BootLine<'a>(&'a Status);
+
+impl fmt::Display for BootLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let state = if s.enabled { "enabled" } else { "disabled" };
+        write!(
+            f,
+            "Address Space Isolation {state} ({})",
+            s.request.reason()
+        )?;
+        if s.enabled {
+            let pcid = if s.pcid { "with" } else { "without" };
+            write!(f, ", {pcid} PCID")?;
+        }
+        Ok(())
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    fn status(enabled: bool, request: BootRequest) -> Status {
+        Status {
+            enabled,
+            request,
+            pcid: false,
+            cpus_online: 2,
+            cpus_flagged: if enabled { 2 } else { 0 },
+        }
+    }
+
+    #[test]
+    fn raw_values_match_the_c_enum() {
+        assert_eq!(BootRequest::from_raw(0), Some(BootRequest::Default));
+        assert_eq!(BootRequest::from_raw(1), Some(BootRequest::On));
+        assert_eq!(BootRequest::from_raw(2), Some(BootRequest::Off));
+        assert_eq!(BootRequest::from_raw(3), Some(BootRequest::Invalid));
+        assert_eq!(BootRequest::from_raw(4), None);
+    }
+
+    #[test]
+    fn only_on_enables() {
+        assert!(BootRequest::On.wants_asi());
+        assert!(!BootRequest::Off.wants_asi());
+        assert!(!BootRequest::Default.wants_asi());
+        assert!(!BootRequest::Invalid.wants_asi());
+    }
+
+    #[test]
+    fn status_file_format() {
+        let s = status(true, BootRequest::On);
+        assert_eq!(
+            s.to_string(),
+            "enabled: yes\nboot_param: on\npcid: no\ncpus_online: 2\ncpus_with_flag: 2\nconsistent: yes\n"
+        );
+        let s = status(false, BootRequest::Invalid);
+        assert!(s
+            .to_string()
+            .starts_with("enabled: no\nboot_param: invalid\n"));
+    }
+
+    #[test]
+    fn consistency() {
+        assert!(status(true, BootRequest::On).consistent());
+        assert!(status(false, BootRequest::Off).consistent());
+        assert!(status(false, BootRequest::Default).consistent());
+        assert!(!status(true, BootRequest::Off).consistent());
+        assert!(!status(false, BootRequest::On).consistent());
+        let mut partial = status(true, BootRequest::On);
+        partial.cpus_flagged = 1;
+        assert!(!partial.consistent());
+        let mut stray = status(false, BootRequest::Off);
+        stray.cpus_flagged = 1;
+        assert!(!stray.consistent());
+    }
+
+    #[test]
+    fn boot_line() {
+        let mut s = status(true, BootRequest::On);
+        assert_eq!(
+            s.boot_line().to_string(),
+            "Address Space Isolation enabled (asi=on), without PCID"
+        );
+        s.pcid = true;
+        assert_eq!(
+            s.boot_line().to_string(),
+            "Address Space Isolation enabled (asi=on), with PCID"
+        );
+        assert_eq!(
+            status(false, BootRequest::Invalid).boot_line().to_string(),
+            "Address Space Isolation disabled (invalid asi= value, using the default)"
+        );
+    }
+}
