@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Read the series manifest and turn it into git commits on top of a base.
+
+Used by scripts/asi; not meant to be run by hand, but it can be:
+
+  asi_series.py check    REPO
+  asi_series.py assemble REPO GIT_DIR BASE_COMMIT   -> prints the tip commit
+  asi_series.py cover    REPO                       -> prints the cover letter
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+MANIFEST = "patches/series.manifest"
+# Top-level directories of the repository that hold overlay files.
+OVERLAY_ROOTS = ("arch", "Documentation", "include", "mm", "rust", "tools")
+# A fixed date keeps the commit hashes of an unchanged series stable.
+COMMIT_DATE = "2026-01-01T00:00:00+0000"
+
+
+class SeriesError(Exception):
+    pass
+
+
+class Entry:
+    def __init__(self, subject, line):
+        self.subject = subject
+        self.line = line
+        self.files = []
+        self.body = []
+
+    def message(self, signoff):
+        body = "\n".join(self.body).strip("\n")
+        return f"{self.subject}\n\n{body}\n\nSigned-off-by: {signoff}\n"
+
+
+class Manifest:
+    def __init__(self, repo):
+        self.repo = repo
+        self.header = {}
+        self.cover = []
+        self.entries = []
+        self._parse(os.path.join(repo, MANIFEST))
+
+    def _parse(self, path):
+        try:
+            lines = open(path, encoding="utf-8").read().split("\n")
+        except OSError as e:
+            raise SeriesError(f"cannot read {MANIFEST}: {e.strerror}")
+        entry = None
+        in_files = False
+        in_cover = False
+        for n, raw in enumerate(lines, 1):
+            if raw.startswith("==="):
+                subject = raw[3:].strip()
+                if not subject:
+                    raise SeriesError(f"{MANIFEST}:{n}: entry without a subject")
+                entry = Entry(subject, n)
+                self.entries.append(entry)
+                in_files = False
+                continue
+            if entry is None:
+                if in_cover:
+                    self.cover.append(raw)
+                elif raw.startswith("#") or not raw.strip():
+                    continue
+                elif ":" in raw:
+                    key, value = raw.split(":", 1)
+                    self.header[key.strip()] = value.strip()
+                    in_cover = key.strip() == "Cover-Subject"
+                else:
+                    raise SeriesError(f"{MANIFEST}:{n}: expected 'Key: value'")
+                continue
+            if raw.strip() == "Files:" and not entry.files and not entry.body:
+                in_files = True
+                continue
+            if in_files:
+                if raw[:1] in (" ", "\t") and raw.strip():
+                    entry.files.append(raw.strip())
+                    continue
+                in_files = False
+            entry.body.append(raw)
+        if not self.entries:
+            raise SeriesError(f"{MANIFEST}: no entries")
+        if "From" not in self.header:
+            raise SeriesError(f"{MANIFEST}: no 'From:' header")
+
+    def check(self):
+        """Every listed file exists, and every overlay file is listed once."""
+        seen = {}
+        for e in self.entries:
+            if not e.files:
+                raise SeriesError(f"{MANIFEST}:{e.line}: '{e.subject}' holds no files")
+            if not "".join(e.body).strip():
+                raise SeriesError(f"{MANIFEST}:{e.line}: '{e.subject}' has no changelog")
+            for f in e.files:
+                if not os.path.isfile(os.path.join(self.repo, f)):
+                    raise SeriesError(f"{MANIFEST}:{e.line}: '{f}' does not exist")
+                if f in seen:
+                    raise SeriesError(f"{MANIFEST}: '{f}' is in two entries")
+                seen[f] = e
+        missing = [f for f in overlay_files(self.repo) if f not in seen]
+        if missing:
+            raise SeriesError(
+                f"{MANIFEST}: overlay files in no entry: " + ", ".join(missing))
+
+
+def overlay_files(repo):
+    """The files of the overlay that git knows about (tracked or new, not ignored)."""
+    out = subprocess.run(
+        ["git", "-C", repo, "ls-files", "--cached", "--others", "--exclude-standard",
+         "--", *OVERLAY_ROOTS],
+        check=True, capture_output=True, text=True).stdout
+    return sorted(f for f in out.split("\n") if f and os.path.isfile(os.path.join(repo, f)))
+
+
+def git(git_dir, *args, env=None, input=None):
+    full_env = dict(os.environ, GIT_DIR=git_dir)
+    if env:
+        full_env.update(env)
+    p = subprocess.run(["git", *args], env=full_env, input=input,
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise SeriesError(f"git {' '.join(args)}: {p.stderr.strip()}")
+    return p.stdout.strip()
+
+
+def patch_failure(patch, stderr):
+    """Name the patch and the file it failed on, from git apply's messages."""
+    failed = []
+    for line in stderr.splitlines():
+        for marker in ("error: patch failed: ", "error: "):
+            if line.startswith(marker):
+                rest = line[len(marker):]
+                name = rest.split(":", 1)[0].strip()
+                if "/" in name or "." in name:
+                    failed.append(name)
+                break
+    where = failed[0] if failed else "unknown file"
+    return f"patch {patch} does not apply: it fails on {where}\n{stderr.strip()}"
+
+
+def assemble(repo, git_dir, base):
+    m = Manifest(repo)
+    m.check()
+    ident = m.header["From"]
+    name, _, email = ident.partition("<")
+    env = {
+        "GIT_AUTHOR_NAME": name.strip(), "GIT_AUTHOR_EMAIL": email.rstrip(">").strip(),
+        "GIT_COMMITTER_NAME": name.strip(), "GIT_COMMITTER_EMAIL": email.rstrip(">").strip(),
+        "GIT_AUTHOR_DATE": COMMIT_DATE, "GIT_COMMITTER_DATE": COMMIT_DATE,
+    }
+    parent = git(git_dir, "rev-parse", "--verify", base + "^{commit}")
+    with tempfile.TemporaryDirectory() as tmp:
+        index = os.path.join(tmp, "index")
+        ienv = dict(env, GIT_INDEX_FILE=index)
+        git(git_dir, "read-tree", parent, env=ienv)
+        for e in m.entries:
+            for f in e.files:
+                path = os.path.join(repo, f)
+                if f.startswith("patches/"):
+                    p = subprocess.run(
+                        ["git", "apply", "--cached", "--whitespace=nowarn", path],
+                        env=dict(os.environ, GIT_DIR=git_dir, GIT_INDEX_FILE=index),
+                        capture_output=True, text=True)
+                    if p.returncode:
+                        raise SeriesError(patch_failure(f, p.stderr))
+                    continue
+                blob = git(git_dir, "hash-object", "-w", "--", path)
+                mode = "100755" if os.access(path, os.X_OK) else "100644"
+                git(git_dir, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{f}",
+                    env=ienv)
+            tree = git(git_dir, "write-tree", env=ienv)
+            parent = git(git_dir, "commit-tree", tree, "-p", parent, env=env,
+                         input=e.message(ident))
+    return parent
+
+
+def cover(repo):
+    m = Manifest(repo)
+    body = "\n".join(m.cover).strip("\n")
+    subjects = "\n".join(f"  {e.subject}" for e in m.entries)
+    return (f"Subject: {m.header.get('Cover-Subject', 'ASI')}\n\n{body}\n\n"
+            f"Patches:\n{subjects}\n")
+
+
+def main(argv):
+    try:
+        if len(argv) == 3 and argv[1] == "check":
+            Manifest(argv[2]).check()
+        elif len(argv) == 5 and argv[1] == "assemble":
+            print(assemble(argv[2], argv[3], argv[4]))
+        elif len(argv) == 3 and argv[1] == "cover":
+            sys.stdout.write(cover(argv[2]))
+        else:
+            sys.stderr.write(__doc__)
+            return 2
+    except SeriesError as e:
+        sys.stderr.write(f"asi: series: {e}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
