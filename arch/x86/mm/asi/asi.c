@@ -12,6 +12,7 @@
 
 #define pr_fmt(fmt) "asi: " fmt
 
+#include <linux/cpu.h>
 #include <linux/cpumask.h>
 #include <linux/init.h>
 #include <linux/printk.h>
