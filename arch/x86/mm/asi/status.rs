@@ -164,7 +164,14 @@ mod tests {
         let s = status(true, BootRequest::On);
         assert_eq!(
             s.to_string(),
-            "enabled: yes\nboot_param: on\npcid: no\ncpus_online: 2\ncpus_with_flag: 2\nconsistent: yes\n"
+            concat!(
+                "enabled: yes\n",
+                "boot_param: on\n",
+                "pcid: no\n",
+                "cpus_online: 2\n",
+                "cpus_with_flag: 2\n",
+                "consistent: yes\n",
+            )
         );
         let s = status(false, BootRequest::Invalid);
         assert!(s
