@@ -23,7 +23,7 @@ static DEBUGFS: SetOnce<Debugfs> = SetOnce::new();
 pub(crate) fn init() -> Result {
     let dir = Dir::new(c"asi");
     let status = KBox::pin_init(
-        dir.read_callback_file(c"status", (), &|_: &(), f| {
+        dir.read_callback_file(c"status", (), &|(): &(), f| {
             write!(f, "{}", crate::current_status())
         }),
         GFP_KERNEL,
