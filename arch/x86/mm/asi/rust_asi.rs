@@ -47,7 +47,9 @@ fn current_status() -> status::Status {
 ///
 /// # Safety
 ///
-/// Must only be called once, from `asi_early_init()` in `arch/x86/mm/asi/asi.c`.
+/// No requirements: the function is `unsafe` only because `#[export]` checks it against the
+/// bindgen declaration of its C prototype, which is `unsafe`. It is called once, from
+/// `asi_early_init()` in `arch/x86/mm/asi/asi.c`.
 #[export]
 pub unsafe extern "C" fn asi_core_init() -> c_int {
     let status = current_status();
@@ -61,7 +63,8 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
 ///
 /// # Safety
 ///
-/// Must only be called once, from `asi_late_init()` in `arch/x86/mm/asi/asi.c`.
+/// No requirements, see [`asi_core_init`]. It is called once, from `asi_late_init()` in
+/// `arch/x86/mm/asi/asi.c`; a second call fails with `EBUSY`.
 #[export]
 pub unsafe extern "C" fn asi_debugfs_init() -> c_int {
     match debugfs::init() {
