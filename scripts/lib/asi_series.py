@@ -88,6 +88,15 @@ class Manifest:
         if "From" not in self.header:
             raise SeriesError(f"{MANIFEST}: no 'From:' header")
 
+    def patched_files(self):
+        """For each patch listed, the files it changes."""
+        touched = {}
+        for e in self.entries:
+            for f in e.files:
+                if f.startswith("patches/"):
+                    touched[f] = patch_targets(os.path.join(self.repo, f))
+        return touched
+
     def check(self):
         """Every listed file exists, and every overlay file is listed once."""
         seen = {}
@@ -106,6 +115,17 @@ class Manifest:
         if missing:
             raise SeriesError(
                 f"{MANIFEST}: overlay files in no entry: " + ", ".join(missing))
+
+
+def patch_targets(path):
+    """The files a unified diff changes."""
+    targets = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("+++ ") and not line.startswith("+++ /dev/null"):
+                name = line[4:].split("\t", 1)[0].strip()
+                targets.append(name[2:] if name.startswith("b/") else name)
+    return targets
 
 
 def overlay_files(repo):
@@ -154,11 +174,15 @@ def assemble(repo, git_dir, base):
         "GIT_AUTHOR_DATE": COMMIT_DATE, "GIT_COMMITTER_DATE": COMMIT_DATE,
     }
     parent = git(git_dir, "rev-parse", "--verify", base + "^{commit}")
+    touched = m.patched_files()
     with tempfile.TemporaryDirectory() as tmp:
         index = os.path.join(tmp, "index")
         ienv = dict(env, GIT_INDEX_FILE=index)
         git(git_dir, "read-tree", parent, env=ienv)
-        for e in m.entries:
+        for n, e in enumerate(m.entries):
+            # Patches of later entries that change overlay files of this one.
+            later = [p for later_entry in m.entries[n + 1:] for p in later_entry.files
+                     if p.startswith("patches/")]
             for f in e.files:
                 path = os.path.join(repo, f)
                 if f.startswith("patches/"):
@@ -169,14 +193,43 @@ def assemble(repo, git_dir, base):
                     if p.returncode:
                         raise SeriesError(patch_failure(f, p.stderr))
                     continue
+                undo = [p for p in later if f in touched[p]]
+                if undo:
+                    path = earlier_version(repo, f, undo, tmp)
                 blob = git(git_dir, "hash-object", "-w", "--", path)
-                mode = "100755" if os.access(path, os.X_OK) else "100644"
+                mode = "100755" if os.access(os.path.join(repo, f), os.X_OK) else "100644"
                 git(git_dir, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{f}",
                     env=ienv)
             tree = git(git_dir, "write-tree", env=ienv)
             parent = git(git_dir, "commit-tree", tree, "-p", parent, env=env,
                          input=e.message(ident))
+        # The patches must rebuild the overlay files exactly as they are in the repository.
+        for f in overlay_files(repo):
+            want = git(git_dir, "hash-object", "--", os.path.join(repo, f))
+            have = git(git_dir, "rev-parse", f"{parent}:{f}")
+            if want != have:
+                raise SeriesError(f"the series does not end with {f} as it is in the "
+                                  "repository: check the patches that change it")
     return parent
+
+
+def earlier_version(repo, name, patches, tmp):
+    """The content of overlay file NAME before PATCHES (later entries' patches) change it."""
+    work = os.path.join(tmp, "undo")
+    subprocess.run(["rm", "-rf", work], check=True)
+    os.makedirs(os.path.dirname(os.path.join(work, name)), exist_ok=True)
+    with open(os.path.join(repo, name), "rb") as src, \
+            open(os.path.join(work, name), "wb") as dst:
+        dst.write(src.read())
+    for patch in reversed(patches):
+        p = subprocess.run(["git", "apply", "-R", f"--include={name}",
+                            os.path.join(repo, patch)],
+                           cwd=work, capture_output=True, text=True,
+                           env=dict(os.environ, GIT_DIR=os.path.join(work, "no-git")))
+        if p.returncode:
+            raise SeriesError(f"cannot take {patch} back out of {name} to get its earlier "
+                              f"version:\n{p.stderr.strip()}")
+    return os.path.join(work, name)
 
 
 def cover(repo):

@@ -34,13 +34,23 @@ const __LOG_PREFIX: &[u8] = b"asi\0";
 /// Counts CPUs with the CPU hotplug lock held, so it may sleep.
 fn current_status() -> status::Status {
     let census = sys::cpu_flag_census();
+    let snap = sys::cr3_snapshot();
     status::Status {
         enabled: sys::boot_cpu_has_asi(),
         request: sys::boot_request(),
-        pcid: sys::cr3_snapshot().pcid,
+        pcid: snap.pcid,
         cpus_online: census.online,
         cpus_flagged: census.flagged,
+        cr3_encoding_ok: cr3_encoding_of(&snap) == Ok(cr3::Cr3::from_raw(snap.cr3)),
     }
+}
+
+/// The sensitive CR3 that ASI's encoder builds from the inputs in `snap`. It must be the CR3
+/// that the CPU runs with, which is in `snap.cr3`.
+fn cr3_encoding_of(snap: &sys::Cr3Snapshot) -> Result<cr3::Cr3, cr3::Cr3Error> {
+    // The kernel's ASID allocator does not reserve ASI's PCID bit yet.
+    let layout = cr3::PcidLayout::new(snap.pti_pcid, false);
+    cr3::Cr3Encoder::new(snap.pcid, layout).sensitive(snap.pgd_pa, snap.asid, snap.lam)
 }
 
 /// Initialises ASI's state and logs it. Called from an early initcall, before SMP bring-up.

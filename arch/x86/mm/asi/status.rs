@@ -72,6 +72,8 @@ pub(crate) struct Status {
     pub(crate) cpus_online: u32,
     /// Online CPUs whose `/proc/cpuinfo` entry shows the `asi` flag.
     pub(crate) cpus_flagged: u32,
+    /// Whether ASI's CR3 encoder reproduces the CR3 the reading CPU runs with.
+    pub(crate) cr3_encoding_ok: bool,
 }
 
 impl Status {
@@ -95,6 +97,12 @@ impl fmt::Display for Status {
         writeln!(f, "pcid: {}", yes_no(self.pcid))?;
         writeln!(f, "cpus_online: {}", self.cpus_online)?;
         writeln!(f, "cpus_with_flag: {}", self.cpus_flagged)?;
+        let cr3 = if self.cr3_encoding_ok {
+            "ok"
+        } else {
+            "mismatch"
+        };
+        writeln!(f, "cr3_encoding: {cr3}")?;
         writeln!(f, "consistent: {}", yes_no(self.consistent()))
     }
 }
@@ -139,6 +147,7 @@ mod tests {
             pcid: false,
             cpus_online: 2,
             cpus_flagged: if enabled { 2 } else { 0 },
+            cr3_encoding_ok: true,
         }
     }
 
@@ -170,13 +179,15 @@ mod tests {
                 "pcid: no\n",
                 "cpus_online: 2\n",
                 "cpus_with_flag: 2\n",
+                "cr3_encoding: ok\n",
                 "consistent: yes\n",
             )
         );
-        let s = status(false, BootRequest::Invalid);
-        assert!(s
-            .to_string()
-            .starts_with("enabled: no\nboot_param: invalid\n"));
+        let mut s = status(false, BootRequest::Invalid);
+        s.cr3_encoding_ok = false;
+        let text = s.to_string();
+        assert!(text.starts_with("enabled: no\nboot_param: invalid\n"));
+        assert!(text.contains("\ncr3_encoding: mismatch\n"));
     }
 
     #[test]

@@ -220,6 +220,14 @@ TEST_F(status, cpu_counts_match_cpuinfo)
 	EXPECT_EQ(flagged, atoi(with_flag));
 }
 
+TEST_F(status, cr3_encoding_matches_the_cpu)
+{
+	char val[64];
+
+	ASSERT_NE(NULL, status_value(self->text, "cr3_encoding", val, sizeof(val)));
+	EXPECT_STREQ("ok", val);
+}
+
 TEST_F(status, kernel_reports_consistent)
 {
 	char val[64];
