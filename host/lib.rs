@@ -16,3 +16,7 @@ extern crate std;
 mod cr3;
 #[path = "../arch/x86/mm/asi/status.rs"]
 mod status;
+#[path = "../arch/x86/mm/asi/pgtable.rs"]
+mod pgtable;
+#[path = "../arch/x86/mm/asi/stats.rs"]
+mod stats;

@@ -34,6 +34,25 @@ struct asi_cr3_snapshot {
 	bool	pti_pcid;	/* PTI reserves a PCID bit (compiled in) */
 };
 
+/*
+ * Where the kernel's own page tables and its direct map are, for building
+ * the nonsensitive tables. Addresses are physical unless named va.
+ */
+struct asi_layout {
+	u64	kernel_pgd;	/* init_mm's PGD */
+	u64	page_offset;	/* va of physical address 0 in the direct map */
+	u64	direct_map_pages; /* pages the direct map covers (max_pfn_mapped) */
+	u64	vmalloc_start;	/* va, first byte of the vmalloc area */
+	u64	vmalloc_end;	/* va, last byte of the vmalloc area */
+	u64	pfn_mask;	/* PTE_PFN_MASK */
+	u64	table_flags;	/* _KERNPG_TABLE */
+	u32	levels;		/* 4 or 5 */
+};
+
+/* Called by asi_for_each_required() for each range that must stay mapped. */
+typedef void (*asi_required_fn)(void *ctx, const char *what, unsigned long va,
+				unsigned long len);
+
 #ifdef CONFIG_ASI
 
 static __always_inline bool asi_enabled(void)
@@ -49,9 +68,54 @@ bool asi_boot_cpu_has_asi(void);
 void asi_cpu_flag_census(unsigned int *online, unsigned int *flagged);
 void asi_cr3_snapshot(struct asi_cr3_snapshot *snap);
 
+void asi_get_layout(struct asi_layout *layout);
+u64 asi_alloc_table(void);
+void asi_free_table(u64 table);
+u64 asi_populate_kernel(unsigned int level, unsigned long va);
+u64 asi_kernel_leaf(unsigned long va, unsigned int *level);
+void asi_flush_kernel_range(unsigned long start, unsigned long end);
+void asi_flush_kernel_all(void);
+unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable);
+void asi_batch_free(const unsigned long *pfns, unsigned int n);
+void asi_clear_page(unsigned long pfn);
+void asi_for_each_required(asi_required_fn fn, void *ctx);
+u64 asi_ktime_ns(void);
+
 /* Rust, called from C. */
 int asi_core_init(void);
 int asi_debugfs_init(void);
+
+/*
+ * Rust, called from the page allocator and from CPA in any context, NMI
+ * included: they never sleep, allocate or take locks.
+ */
+bool asi_make_sensitive(unsigned long pfn, unsigned long nr, bool can_flush,
+			bool movable);
+void asi_make_nonsensitive(unsigned long pfn, unsigned long nr);
+void asi_mirror_direct_map(unsigned long va, unsigned long nr);
+
+/*
+ * CPA changed the kernel's mapping of [va, va + nr pages): make the
+ * nonsensitive direct map follow, for the pages that are not sensitive.
+ */
+static inline void asi_sync_direct_map(unsigned long va, unsigned long nr)
+{
+	if (asi_enabled())
+		asi_mirror_direct_map(va, nr);
+}
+
+#ifdef CONFIG_ASI_KUNIT_TEST
+/* C, called from Rust's KUnit suite only. */
+unsigned long asi_test_alloc(bool user, bool irqs_off, unsigned int order);
+unsigned long asi_test_free_then_alloc(unsigned long pfn, bool user, bool irqs_off);
+void asi_test_free(unsigned long pfn, unsigned int order);
+void asi_test_fill(unsigned long pfn, u8 value);
+bool asi_test_is_filled(unsigned long pfn, u8 value);
+unsigned long asi_test_vmap(unsigned long pfn);
+void asi_test_vunmap(unsigned long va);
+int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
+unsigned int asi_test_cpu(void);
+#endif
 
 #else /* !CONFIG_ASI */
 
@@ -61,6 +125,7 @@ static __always_inline bool asi_enabled(void)
 }
 
 static inline void asi_check_boottime(void) { }
+static inline void asi_sync_direct_map(unsigned long va, unsigned long nr) { }
 
 #endif /* CONFIG_ASI */
 

@@ -14,13 +14,27 @@
 
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
+#include <linux/gfp.h>
+#include <linux/highmem.h>
 #include <linux/init.h>
+#include <linux/mm.h>
+#include <linux/percpu.h>
 #include <linux/printk.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task_stack.h>
 #include <linux/smp.h>
 #include <linux/string.h>
+#include <linux/timekeeping.h>
+#include <linux/vmalloc.h>
 
 #include <asm/asi.h>
+#include <asm/cpu_entry_area.h>
+#include <asm/desc.h>
+#include <asm/pgalloc.h>
 #include <asm/processor.h>
+#include <asm/sections.h>
+#include <asm/set_memory.h>
+#include <asm/setup.h>
 #include <asm/tlbflush.h>
 
 static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
@@ -100,8 +114,301 @@ void asi_cr3_snapshot(struct asi_cr3_snapshot *snap)
 	snap->pti_pcid = IS_ENABLED(CONFIG_MITIGATION_PAGE_TABLE_ISOLATION);
 }
 
+void asi_get_layout(struct asi_layout *layout)
+{
+	layout->kernel_pgd = __pa(init_mm.pgd);
+	layout->page_offset = PAGE_OFFSET;
+	layout->direct_map_pages = max_pfn_mapped;
+	layout->vmalloc_start = VMALLOC_START;
+	layout->vmalloc_end = VMALLOC_END;
+	layout->pfn_mask = PTE_PFN_MASK;
+	layout->table_flags = _KERNPG_TABLE;
+	layout->levels = pgtable_l5_enabled() ? 5 : 4;
+}
+
+/* A zeroed page for ASI's tables: its physical address, 0 if none. */
+u64 asi_alloc_table(void)
+{
+	unsigned long va = get_zeroed_page(GFP_KERNEL);
+
+	return va ? __pa(va) : 0;
+}
+
+void asi_free_table(u64 table)
+{
+	free_page((unsigned long)__va(table));
+}
+
+/*
+ * Give the kernel's own entry of @level (0 = PTE) covering @va a table
+ * below it, the way the kernel would on demand, so that ASI can share it.
+ * Returns the entry, 0 if it could not be allocated.
+ */
+u64 asi_populate_kernel(unsigned int level, unsigned long va)
+{
+	pgd_t *pgd = pgd_offset_k(va);
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+
+	if (level == 4 || (level == 3 && !pgtable_l5_enabled())) {
+		/* The top level is preallocated by preallocate_vmalloc_pages(). */
+		return 0;
+	}
+	p4d = p4d_alloc(&init_mm, pgd, va);
+	if (!p4d)
+		return 0;
+	if (level == 3)
+		return p4d_val(*p4d);
+	pud = pud_alloc(&init_mm, p4d, va);
+	if (!pud)
+		return 0;
+	if (level == 2)
+		return pud_val(*pud);
+	pmd = pmd_alloc(&init_mm, pud, va);
+	if (!pmd || level != 1)
+		return 0;
+	if (pte_alloc_kernel(pmd, va))
+		return pmd_val(*pmd);
+	return 0;
+}
+
+/*
+ * The kernel's leaf entry mapping @va and its level (0 = 4 KiB), or 0 if
+ * @va is not mapped. Lockless, like lookup_address().
+ */
+u64 asi_kernel_leaf(unsigned long va, unsigned int *level)
+{
+	unsigned int lvl;
+	pte_t *pte = lookup_address(va, &lvl);
+
+	*level = 0;
+	if (!pte || !(pte_flags(*pte) & _PAGE_PRESENT))
+		return 0;
+	switch (lvl) {
+	case PG_LEVEL_4K:
+		*level = 0;
+		break;
+	case PG_LEVEL_2M:
+		*level = 1;
+		break;
+	case PG_LEVEL_1G:
+		*level = 2;
+		break;
+	default:
+		return 0;
+	}
+	return pte_val(*pte);
+}
+
+void asi_flush_kernel_range(unsigned long start, unsigned long end)
+{
+	flush_tlb_kernel_range(start, end);
+}
+
+void asi_flush_kernel_all(void)
+{
+	flush_tlb_all();
+}
+
+/*
+ * Take up to @n free order-0 pages of the given mobility off the free lists,
+ * without sleeping or reclaiming, so that ASI can make them sensitive
+ * together with a page it has to flush anyway. Returns how many it got.
+ * The pages are not for user data (no __GFP_HARDWALL), so this does not
+ * recurse into asi_make_sensitive().
+ */
+unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable)
+{
+	gfp_t gfp = GFP_NOWAIT | __GFP_NOWARN | __GFP_NORETRY;
+	unsigned int i;
+
+	if (movable)
+		gfp |= __GFP_MOVABLE;
+	for (i = 0; i < n; i++) {
+		struct page *page = alloc_page(gfp);
+
+		if (!page)
+			break;
+		pfns[i] = page_to_pfn(page);
+	}
+	return i;
+}
+
+/* Give the pages of asi_batch_alloc() back, after the TLB flush. */
+void asi_batch_free(const unsigned long *pfns, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		__free_page(pfn_to_page(pfns[i]));
+}
+
+/* Zero a page through the kernel's direct map. Any context. */
+void asi_clear_page(unsigned long pfn)
+{
+	clear_page(pfn_to_kaddr(pfn));
+}
+
+/*
+ * Call @fn for every range of kernel memory that the kernel reaches at any
+ * time and so must be mapped in the nonsensitive tables: the kernel image,
+ * each CPU's per-CPU area, GDT, TSS, entry stack and IDT, and the stack of
+ * every task. Runs under rcu_read_lock(), so @fn must not sleep.
+ */
+void asi_for_each_required(asi_required_fn fn, void *ctx)
+{
+	struct task_struct *g, *t;
+	struct desc_ptr idt;
+	unsigned int cpu;
+
+	fn(ctx, "kernel-image", (unsigned long)_text,
+	   PFN_ALIGN(_brk_end) - (unsigned long)_text);
+	store_idt(&idt);
+	fn(ctx, "idt", idt.address, idt.size + 1UL);
+	for_each_possible_cpu(cpu) {
+		struct cpu_entry_area *cea = get_cpu_entry_area(cpu);
+
+		fn(ctx, "per-cpu", (unsigned long)__per_cpu_start + per_cpu_offset(cpu),
+		   __per_cpu_end - __per_cpu_start);
+		fn(ctx, "gdt", (unsigned long)get_cpu_gdt_rw(cpu), PAGE_SIZE);
+		fn(ctx, "gdt-ro", (unsigned long)get_cpu_gdt_ro(cpu), PAGE_SIZE);
+		fn(ctx, "tss", (unsigned long)&cea->tss, sizeof(cea->tss));
+		fn(ctx, "entry-stack", (unsigned long)&cea->entry_stack_page,
+		   sizeof(cea->entry_stack_page));
+	}
+
+	rcu_read_lock();
+	for_each_process_thread(g, t) {
+		void *stack = try_get_task_stack(t);
+
+		if (!stack)
+			continue;
+		fn(ctx, "kernel-stack", (unsigned long)stack, THREAD_SIZE);
+		put_task_stack(t);
+	}
+	rcu_read_unlock();
+}
+
+u64 asi_ktime_ns(void)
+{
+	return ktime_get_ns();
+}
+
+#ifdef CONFIG_ASI_KUNIT_TEST
+/*
+ * Page allocations for the KUnit suite: @user asks for user data (the
+ * GFP_HIGHUSER family), @irqs_off allocates with interrupts disabled and
+ * without sleeping. Returns the first PFN, 0 on failure.
+ */
+unsigned long asi_test_alloc(bool user, bool irqs_off, unsigned int order)
+{
+	gfp_t gfp = user ? GFP_HIGHUSER : GFP_KERNEL;
+	unsigned long flags;
+	struct page *page;
+
+	if (order)
+		gfp |= __GFP_COMP;
+	if (irqs_off) {
+		gfp &= ~__GFP_DIRECT_RECLAIM;
+		gfp |= __GFP_NOWARN;
+		local_irq_save(flags);
+		page = alloc_pages(gfp, order);
+		local_irq_restore(flags);
+	} else {
+		page = alloc_pages(gfp, order);
+	}
+	return page ? page_to_pfn(page) : 0;
+}
+
+/*
+ * Free the order-0 page @pfn and allocate one page as asi_test_alloc() does,
+ * without migrating to another CPU in between: the per-CPU free list hands
+ * out the page just freed first, unless an interrupt took it.
+ */
+unsigned long asi_test_free_then_alloc(unsigned long pfn, bool user, bool irqs_off)
+{
+	unsigned long ret;
+
+	migrate_disable();
+	__free_page(pfn_to_page(pfn));
+	ret = asi_test_alloc(user, irqs_off, 0);
+	migrate_enable();
+	return ret;
+}
+
+void asi_test_free(unsigned long pfn, unsigned int order)
+{
+	__free_pages(pfn_to_page(pfn), order);
+}
+
+void asi_test_fill(unsigned long pfn, u8 value)
+{
+	memset(pfn_to_kaddr(pfn), value, PAGE_SIZE);
+}
+
+bool asi_test_is_filled(unsigned long pfn, u8 value)
+{
+	return !memchr_inv(pfn_to_kaddr(pfn), value, PAGE_SIZE);
+}
+
+/* A second mapping of @pfn, in the vmalloc area. */
+unsigned long asi_test_vmap(unsigned long pfn)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	return (unsigned long)vmap(&page, 1, VM_MAP, PAGE_KERNEL);
+}
+
+void asi_test_vunmap(unsigned long va)
+{
+	vunmap((void *)va);
+}
+
+/*
+ * Run @fn on the page tables at physical address @pgd, on this CPU with
+ * interrupts disabled, then switch back. Without PCIDs both CR3 writes
+ * flush the TLB; with PCIDs, PCID 0 (which no mm uses) is flushed on the
+ * way in, and the return to the kernel's CR3 flushes its PCID.
+ */
+int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg)
+{
+	unsigned long flags, cr3;
+	int ret;
+
+	local_irq_save(flags);
+	cr3 = __read_cr3();
+	write_cr3(pgd);
+	ret = fn(arg);
+	write_cr3(cr3);
+	local_irq_restore(flags);
+	return ret;
+}
+
+unsigned int asi_test_cpu(void)
+{
+	return raw_smp_processor_id();
+}
+#endif /* CONFIG_ASI_KUNIT_TEST */
+
+/*
+ * The kernel image mapping covers whole 2 MiB pages (cleanup_highmap()),
+ * and the part past the used brk area is free memory that may hold user
+ * data later. ASI shares that mapping, so remove its tail first.
+ */
+static void __init asi_unmap_image_tail(void)
+{
+	unsigned long start = PFN_ALIGN(_brk_end);
+	unsigned long end = roundup(start, PMD_SIZE);
+
+	if (end > start)
+		set_memory_np_noalias(start, (end - start) >> PAGE_SHIFT);
+}
+
 static int __init asi_early_init(void)
 {
+	if (asi_enabled())
+		asi_unmap_image_tail();
 	return asi_core_init();
 }
 early_initcall(asi_early_init);

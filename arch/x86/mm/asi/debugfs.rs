@@ -3,6 +3,8 @@
 //! `/sys/kernel/debug/asi/`.
 //!
 //! - `status`: the state of ASI, one `key: value` pair per line, see [`crate::status::Status`].
+//! - `stats`: counters of the nonsensitive direct map, see [`crate::stats::Stats`].
+//! - `verify`: walks the nonsensitive tables on each read, see [`crate::stats::Report`].
 
 use kernel::{
     debugfs::{Dir, File},
@@ -14,6 +16,8 @@ use kernel::{
 struct Debugfs {
     _dir: Dir,
     _status: Pin<KBox<File<()>>>,
+    _stats: Pin<KBox<File<()>>>,
+    _verify: Pin<KBox<File<()>>>,
 }
 
 static DEBUGFS: SetOnce<Debugfs> = SetOnce::new();
@@ -28,9 +32,23 @@ pub(crate) fn init() -> Result {
         }),
         GFP_KERNEL,
     )?;
+    let stats = KBox::pin_init(
+        dir.read_callback_file(c"stats", (), &|(): &(), f| {
+            write!(f, "{}", crate::tables::stats())
+        }),
+        GFP_KERNEL,
+    )?;
+    let verify = KBox::pin_init(
+        dir.read_callback_file(c"verify", (), &|(): &(), f| {
+            write!(f, "{}", crate::tables::verify())
+        }),
+        GFP_KERNEL,
+    )?;
     if DEBUGFS.populate(Debugfs {
         _dir: dir,
         _status: status,
+        _stats: stats,
+        _verify: verify,
     }) {
         Ok(())
     } else {

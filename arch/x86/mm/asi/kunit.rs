@@ -52,4 +52,184 @@ mod tests {
         let snap = sys::cr3_snapshot();
         assert_eq!(crate::cr3_encoding_of(&snap), Ok(Cr3::from_raw(snap.cr3)));
     }
+
+    use crate::{stats::ProblemKind, tables};
+
+    /// The tests below need the nonsensitive tables, which exist only with `asi=on`.
+    fn tables_or_none() -> Option<&'static tables::Tables> {
+        let t = tables::get();
+        // With ASI off nothing may be allocated for it.
+        assert_eq!(t.is_some(), sys::boot_cpu_has_asi());
+        t
+    }
+
+    /// Whether the direct-map address of `pfn` is mapped in the nonsensitive tables.
+    fn mapped(t: &tables::Tables, pfn: u64) -> bool {
+        let l = sys::layout();
+        t.translate(l.page_offset + (pfn << 12)).is_some()
+    }
+
+    #[test]
+    fn tables_exist_only_with_asi() {
+        let _ = tables_or_none();
+        let s = tables::stats();
+        assert_eq!(s.tables, sys::boot_cpu_has_asi());
+        assert_eq!((s.global_table_pages > 0), sys::boot_cpu_has_asi());
+    }
+
+    struct RunOn {
+        buf: KBox<[u8; 256]>,
+        cpu: u32,
+        sum: u64,
+    }
+
+    extern "C" fn on_nonsensitive(arg: *mut kernel::ffi::c_void) -> i32 {
+        // SAFETY: `arg` is the `RunOn` of the test below, alive and not otherwise borrowed
+        // during the call.
+        let r = unsafe { &mut *arg.cast::<RunOn>() };
+        let mut local = [0u8; 64];
+        for (i, b) in local.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        for (i, b) in r.buf.iter_mut().enumerate() {
+            *b = local[i % 64] ^ 0x5a;
+        }
+        r.sum = r.buf.iter().map(|&b| u64::from(b)).sum();
+        r.cpu = sys::test::cpu();
+        0
+    }
+
+    #[test]
+    fn kernel_runs_on_nonsensitive_tables() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let mut r = RunOn {
+            buf: KBox::new([0u8; 256], GFP_KERNEL)?,
+            cpu: u32::MAX,
+            sum: 0,
+        };
+        let expected: u64 = (0..256u64).map(|i| (i % 64) ^ 0x5a).sum();
+        // SAFETY: The function uses its stack, per-CPU data through `asi_test_cpu()` and a
+        // kmalloc'ed buffer, all of which the nonsensitive tables map; that is the test.
+        let ret = unsafe { sys::test::run_on(t.pgd(), on_nonsensitive, (&raw mut r).cast()) };
+        assert_eq!(ret, 0);
+        assert_eq!(r.sum, expected);
+        assert!(r.cpu < 4096);
+        Ok(())
+    }
+
+    #[test]
+    fn user_pages_are_absent_kernel_pages_present() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        assert!(!mapped(t, user));
+        assert_eq!(tables::is_sensitive(user), Some(true));
+        assert_eq!(tables::direct_map_present(user), Some(false));
+        assert!(mapped(t, kern));
+        assert_eq!(tables::is_sensitive(kern), Some(false));
+        sys::test::free(user, 0);
+        sys::test::free(kern, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn reused_user_page_is_zeroed_and_mapped() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let before = tables::stats();
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        sys::test::fill(user, 0xa5);
+        // The per-CPU free list hands the page just freed out first.
+        let kern = sys::test::free_then_alloc(user, false, false).ok_or(ENOMEM)?;
+        let found = kern == user;
+        if found {
+            assert!(mapped(t, user));
+            assert!(sys::test::is_filled(user, 0));
+            assert_eq!(tables::is_sensitive(user), Some(false));
+            let after = tables::stats();
+            assert!(after.zeroed_pages > before.zeroed_pages);
+            assert!(after.flips_to_nonsensitive > before.flips_to_nonsensitive);
+        }
+        sys::test::free(kern, 0);
+        assert!(found);
+        Ok(())
+    }
+
+    #[test]
+    fn atomic_user_allocation_is_never_mapped() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        // A page that is sensitive already needs no flush: it can be handed out with
+        // interrupts off.
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        let again = sys::test::free_then_alloc(user, true, true);
+        if let Some(p) = again {
+            assert!(!mapped(t, p));
+            assert_eq!(tables::is_sensitive(p), Some(true));
+            sys::test::free(p, 0);
+        }
+        // A page that is mapped needs a flush, which cannot be sent with interrupts off:
+        // the allocation must fail rather than hand out a mapped page.
+        let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        let refused = tables::stats().refused;
+        match sys::test::free_then_alloc(kern, true, true) {
+            Some(p) => {
+                assert!(!mapped(t, p));
+                sys::test::free(p, 0);
+            }
+            None => assert!(tables::stats().refused > refused),
+        }
+        assert_eq!(again, Some(user));
+        Ok(())
+    }
+
+    #[test]
+    fn compound_pages_follow_the_same_rules() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let user = sys::test::alloc(true, false, 2).ok_or(ENOMEM)?;
+        let kern = sys::test::alloc(false, false, 2).ok_or(ENOMEM)?;
+        for i in 0..4 {
+            assert!(!mapped(t, user + i));
+            assert!(mapped(t, kern + i));
+        }
+        sys::test::free(user, 2);
+        sys::test::free(kern, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn verifier_reports_a_planted_mapping() -> Result {
+        if tables_or_none().is_none() {
+            return Ok(());
+        }
+        let clean = tables::verify();
+        if clean.problems() != 0 {
+            pr_err!("verifier:\n{}", clean);
+        }
+        assert_eq!(clean.problems(), 0);
+        assert!(clean.entries > 0 && clean.required_pages > 0);
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        let va = sys::test::vmap(user).ok_or(ENOMEM)?;
+        let planted = tables::verify();
+        sys::test::vunmap(va);
+        let after = tables::verify();
+        sys::test::free(user, 0);
+        assert_eq!(planted.problems(), 1);
+        assert_eq!(planted.sensitive_mapped, 1);
+        let p = planted.listed().next().copied();
+        assert_eq!(
+            p.map(|p| (p.kind, p.va, p.pfn)),
+            Some((ProblemKind::SensitiveMapped, va, Some(user)))
+        );
+        assert_eq!(after.problems(), 0);
+        Ok(())
+    }
 }

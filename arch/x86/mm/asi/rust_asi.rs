@@ -8,9 +8,10 @@
 //!
 //! Layout of the crate:
 //!
-//! - [`cr3`] and [`status`] are pure logic on `core` alone, shared with the host test crate
-//!   (`cargo test` at the top of the repository).
+//! - [`cr3`], [`pgtable`], [`stats`] and [`status`] are pure logic on `core` alone, shared
+//!   with the host test crate (`cargo test` at the top of the repository).
 //! - [`sys`] is the only module that calls C. It wraps each function of `asm/asi.h` once.
+//! - [`tables`] builds the nonsensitive page tables and keeps the sensitivity of each page.
 //! - [`debugfs`] builds `/sys/kernel/debug/asi/`.
 //! - [`kunit`] is the KUnit suite `asi`.
 
@@ -23,8 +24,11 @@ use kernel::prelude::*;
 mod cr3;
 mod debugfs;
 mod kunit;
+mod pgtable;
+mod stats;
 mod status;
 mod sys;
+mod tables;
 
 /// Prefix of this crate's kernel log lines: `asi: `.
 const __LOG_PREFIX: &[u8] = b"asi\0";
@@ -66,7 +70,52 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
     pr_info!("{}\n", status.boot_line());
     // asi_check_boottime() sets the flag from the request; anything else is a kernel bug.
     kernel::warn_on!(status.enabled != status.request.wants_asi());
+    if status.enabled {
+        if let Err(e) = tables::init() {
+            pr_err!(
+                "cannot build the nonsensitive page tables ({:?}); user data stays mapped\n",
+                e
+            );
+        }
+    }
     0
+}
+
+/// Makes `nr` pages from `pfn` sensitive, see [`tables::make_sensitive`].
+///
+/// # Safety
+///
+/// The caller owns the pages: it is allocating them.
+#[export]
+pub unsafe extern "C" fn asi_make_sensitive(
+    pfn: usize,
+    nr: usize,
+    can_flush: bool,
+    movable: bool,
+) -> bool {
+    tables::make_sensitive(pfn as u64, nr as u64, can_flush, movable)
+}
+
+/// Makes the sensitive pages among `nr` pages from `pfn` nonsensitive, see
+/// [`tables::make_nonsensitive`].
+///
+/// # Safety
+///
+/// The caller owns the pages: it is allocating them.
+#[export]
+pub unsafe extern "C" fn asi_make_nonsensitive(pfn: usize, nr: usize) {
+    tables::make_nonsensitive(pfn as u64, nr as u64)
+}
+
+/// Follows a change of the kernel's direct map, see [`tables::mirror`].
+///
+/// # Safety
+///
+/// Called by CPA after it changed the kernel's mapping of `nr` pages at `va`, on pages their
+/// owner allocated.
+#[export]
+pub unsafe extern "C" fn asi_mirror_direct_map(va: usize, nr: usize) {
+    tables::mirror(va as u64, nr as u64)
 }
 
 /// Creates `/sys/kernel/debug/asi/`. Called from a late initcall.
@@ -99,4 +148,9 @@ macro_rules! kernel_display {
     };
 }
 
-kernel_display!(status::Status, status::BootLine<'_>);
+kernel_display!(
+    status::Status,
+    status::BootLine<'_>,
+    stats::Stats,
+    stats::Report
+);

@@ -6,7 +6,10 @@
 //! into a safe Rust value. No other module of the crate uses `kernel::bindings` or `unsafe`.
 
 use crate::status::BootRequest;
-use kernel::bindings;
+use kernel::{
+    bindings,
+    str::{CStr, CStrExt},
+};
 
 /// What the `asi=` boot parameter asked for.
 pub(crate) fn boot_request() -> BootRequest {
@@ -78,5 +81,237 @@ pub(crate) fn cr3_snapshot() -> Cr3Snapshot {
         asid: raw.asid,
         pcid: raw.pcid,
         pti_pcid: raw.pti_pcid,
+    }
+}
+
+/// Where the kernel's page tables and direct map are, see `struct asi_layout`.
+pub(crate) fn layout() -> bindings::asi_layout {
+    let mut raw = bindings::asi_layout::default();
+    // SAFETY: `raw` is valid for writes for the duration of the call.
+    unsafe { bindings::asi_get_layout(&mut raw) };
+    raw
+}
+
+/// Page-table memory, reached through the kernel's direct map.
+///
+/// # Invariants
+///
+/// Every table address passed to the [`TableMemory`] methods is the physical address of a
+/// page-table page that the kernel's direct map maps and that stays allocated while it is
+/// used: a table of the kernel's own tree or of ASI's.
+pub(crate) struct DirectMapTables {
+    page_offset: u64,
+}
+
+impl DirectMapTables {
+    /// Page-table access through the direct map at `page_offset`.
+    ///
+    /// # Safety
+    ///
+    /// `page_offset` is the kernel's `PAGE_OFFSET`, and the caller upholds the invariant of
+    /// [`DirectMapTables`] for every table address it passes.
+    pub(crate) unsafe fn new(page_offset: u64) -> Self {
+        DirectMapTables { page_offset }
+    }
+
+    fn entry(&self, table: u64, index: usize) -> *mut u64 {
+        let index = index % crate::pgtable::ENTRIES;
+        (self.page_offset.wrapping_add(table) as usize as *mut u64).wrapping_add(index)
+    }
+}
+
+impl crate::pgtable::TableMemory for DirectMapTables {
+    fn read(&self, table: u64, index: usize) -> u64 {
+        // SAFETY: By the type invariant `table` is a mapped page-table page, and `entry()`
+        // keeps the index inside it. Entries are naturally aligned `u64`s that other CPUs
+        // may change concurrently: a volatile read is the `READ_ONCE()` the kernel uses.
+        unsafe { core::ptr::read_volatile(self.entry(table, index)) }
+    }
+
+    fn write(&mut self, table: u64, index: usize, value: u64) {
+        // SAFETY: As for `read`; the entry is written in one store (`WRITE_ONCE()`).
+        unsafe { core::ptr::write_volatile(self.entry(table, index), value) }
+    }
+
+    fn alloc_table(&mut self) -> Option<u64> {
+        // SAFETY: `asi_alloc_table()` has no preconditions; it may sleep, and is only
+        // called while the tables are built, from an initcall.
+        let pa = unsafe { bindings::asi_alloc_table() };
+        (pa != 0).then_some(pa)
+    }
+
+    fn populate_kernel(&mut self, level: crate::pgtable::Level, va: u64) -> Option<u64> {
+        // SAFETY: `asi_populate_kernel()` only allocates kernel page tables the way the
+        // kernel does on demand; it may sleep, see `alloc_table`.
+        let e = unsafe { bindings::asi_populate_kernel(level.number(), va as usize) };
+        (e != 0).then_some(e)
+    }
+}
+
+impl DirectMapTables {
+    /// Writes entry `index` of the table at `table` through a shared reference: the caller
+    /// owns that entry (it belongs to a page the caller is allocating, or is protected by the
+    /// caller's lock), so no other writer can race with it.
+    pub(crate) fn write_owned(&self, table: u64, index: usize, value: u64) {
+        // SAFETY: As for `TableMemory::write`.
+        unsafe { core::ptr::write_volatile(self.entry(table, index), value) }
+    }
+}
+
+/// Frees a table allocated by [`DirectMapTables`]'s `alloc_table`.
+pub(crate) fn free_table(table: u64) {
+    // SAFETY: The callers pass tables that ASI allocated and no longer links anywhere.
+    unsafe { bindings::asi_free_table(table) }
+}
+
+/// The kernel's leaf entry mapping `va` and its level, `None` if `va` is not mapped.
+pub(crate) fn kernel_leaf(va: u64) -> Option<(crate::pgtable::Level, u64)> {
+    let mut level = 0;
+    // SAFETY: `level` is valid for writes; the lookup is lockless and works in any context.
+    let e = unsafe { bindings::asi_kernel_leaf(va as usize, &mut level) };
+    let l = match level {
+        0 => crate::pgtable::Level::PTE,
+        1 => crate::pgtable::Level::PMD,
+        _ => crate::pgtable::Level::PUD,
+    };
+    (e != 0).then_some((l, e))
+}
+
+/// Flushes `[start, end)` of the kernel address space from the TLB of every CPU. Sends IPIs:
+/// only in task context with interrupts enabled.
+pub(crate) fn flush_kernel_range(start: u64, end: u64) {
+    // SAFETY: The callers only flush where IPIs may be sent (`asi_alloc_sensitive()` checks).
+    unsafe { bindings::asi_flush_kernel_range(start as usize, end as usize) }
+}
+
+/// Flushes the whole TLB of every CPU. Sends IPIs, see [`flush_kernel_range`].
+pub(crate) fn flush_kernel_all() {
+    // SAFETY: As for `flush_kernel_range`.
+    unsafe { bindings::asi_flush_kernel_all() }
+}
+
+/// Takes free order-0 pages off the free lists, without sleeping, into `pfns`; returns how
+/// many. They go back with [`batch_free`].
+pub(crate) fn batch_alloc(pfns: &mut [usize], movable: bool) -> usize {
+    let n = u32::try_from(pfns.len()).unwrap_or(0);
+    // SAFETY: `pfns` is valid for writes of `n` entries.
+    let got = unsafe { bindings::asi_batch_alloc(pfns.as_mut_ptr(), n, movable) };
+    (got as usize).min(pfns.len())
+}
+
+/// Frees the pages [`batch_alloc`] returned.
+pub(crate) fn batch_free(pfns: &[usize]) {
+    let n = u32::try_from(pfns.len()).unwrap_or(0);
+    // SAFETY: `pfns` holds pages `batch_alloc()` allocated, each freed once, here.
+    unsafe { bindings::asi_batch_free(pfns.as_ptr(), n) }
+}
+
+/// Zeroes the page `pfn` through the kernel's direct map.
+pub(crate) fn clear_page(pfn: u64) {
+    // SAFETY: The callers pass a page they are allocating, which nothing else uses.
+    unsafe { bindings::asi_clear_page(pfn as usize) }
+}
+
+/// The monotonic clock, in nanoseconds.
+pub(crate) fn ktime_ns() -> u64 {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_ktime_ns() }
+}
+
+/// Calls `f` with each range of kernel memory that must stay mapped: `(what, va, len)`.
+/// Runs `f` under `rcu_read_lock()`: it must not sleep.
+pub(crate) fn for_each_required(f: &mut dyn FnMut(&'static CStr, u64, u64)) {
+    /// # Safety
+    ///
+    /// `ctx` is the `&mut &mut dyn FnMut` below and `what` a C string literal.
+    unsafe extern "C" fn trampoline(
+        ctx: *mut kernel::ffi::c_void,
+        what: *const kernel::ffi::c_char,
+        va: usize,
+        len: usize,
+    ) {
+        // SAFETY: `ctx` is the `&mut &mut dyn FnMut` passed below, alive for the call.
+        let f = unsafe { &mut *ctx.cast::<&mut dyn FnMut(&'static CStr, u64, u64)>() };
+        // SAFETY: The C side passes string literals.
+        let what = unsafe { CStr::from_char_ptr(what) };
+        f(what, va as u64, len as u64);
+    }
+    let mut f = f;
+    let ctx = core::ptr::from_mut::<&mut dyn FnMut(&'static CStr, u64, u64)>(&mut f).cast();
+    // SAFETY: `trampoline` matches `asi_required_fn` and `ctx` outlives the call.
+    unsafe { bindings::asi_for_each_required(Some(trampoline), ctx) };
+}
+
+/// Helpers of the KUnit suite: page allocations and mappings that the tests inspect.
+#[cfg(CONFIG_ASI_KUNIT_TEST)]
+pub(crate) mod test {
+    use kernel::bindings;
+
+    /// Allocates `1 << order` pages for user data (`user`) or for the kernel, with interrupts
+    /// disabled and without sleeping if `irqs_off`. The first PFN, `None` on failure.
+    pub(crate) fn alloc(user: bool, irqs_off: bool, order: u32) -> Option<u64> {
+        // SAFETY: No preconditions; the pages belong to the caller, who frees them with
+        // `free()`.
+        let pfn = unsafe { bindings::asi_test_alloc(user, irqs_off, order) };
+        (pfn != 0).then_some(pfn as u64)
+    }
+
+    /// Frees the order-0 page `pfn` and allocates one like [`alloc`] on the same CPU.
+    pub(crate) fn free_then_alloc(pfn: u64, user: bool, irqs_off: bool) -> Option<u64> {
+        // SAFETY: The tests pass an order-0 page `alloc()` returned, which this frees once.
+        let pfn = unsafe { bindings::asi_test_free_then_alloc(pfn as usize, user, irqs_off) };
+        (pfn != 0).then_some(pfn as u64)
+    }
+
+    /// Frees what [`alloc`] returned.
+    pub(crate) fn free(pfn: u64, order: u32) {
+        // SAFETY: The tests pass what `alloc()` returned, once.
+        unsafe { bindings::asi_test_free(pfn as usize, order) }
+    }
+
+    /// Fills the page `pfn` with `value` through the kernel's direct map.
+    pub(crate) fn fill(pfn: u64, value: u8) {
+        // SAFETY: The tests pass pages they allocated.
+        unsafe { bindings::asi_test_fill(pfn as usize, value) }
+    }
+
+    /// Whether every byte of the page `pfn` is `value`.
+    pub(crate) fn is_filled(pfn: u64, value: u8) -> bool {
+        // SAFETY: The tests pass pages they allocated.
+        unsafe { bindings::asi_test_is_filled(pfn as usize, value) }
+    }
+
+    /// Maps the page `pfn` a second time, in the vmalloc area. Its address, `None` on failure.
+    pub(crate) fn vmap(pfn: u64) -> Option<u64> {
+        // SAFETY: The tests pass pages they allocated and unmap before freeing them.
+        let va = unsafe { bindings::asi_test_vmap(pfn as usize) };
+        (va != 0).then_some(va as u64)
+    }
+
+    /// Removes a mapping made by [`vmap`].
+    pub(crate) fn vunmap(va: u64) {
+        // SAFETY: The tests pass what `vmap()` returned, once.
+        unsafe { bindings::asi_test_vunmap(va as usize) }
+    }
+
+    /// Runs `f` with CR3 pointing at the tables at physical address `pgd`, with interrupts
+    /// disabled on this CPU.
+    ///
+    /// # Safety
+    ///
+    /// Everything `f` touches, its code, stack and data, must be mapped in those tables.
+    pub(crate) unsafe fn run_on(
+        pgd: u64,
+        f: extern "C" fn(*mut kernel::ffi::c_void) -> i32,
+        arg: *mut kernel::ffi::c_void,
+    ) -> i32 {
+        // SAFETY: The caller guarantees that `f` only touches what the tables map.
+        unsafe { bindings::asi_test_run_on(pgd, Some(f), arg) }
+    }
+
+    /// This CPU's number, read from per-CPU data.
+    pub(crate) fn cpu() -> u32 {
+        // SAFETY: No preconditions.
+        unsafe { bindings::asi_test_cpu() }
     }
 }

@@ -1,0 +1,899 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! x86-64 page tables as ASI builds and walks them.
+//!
+//! This file only uses `core`: it is built into the kernel and, unchanged, into the host test
+//! crate. Page-table memory is reached through [`TableMemory`], which the kernel implements
+//! with its direct map and the host tests with an array, so the algorithms below run the same
+//! on both.
+//!
+//! The nonsensitive tables share everything with the kernel's own tables except the direct
+//! map: a top-level entry that does not reach into the direct map is copied, so the subtree
+//! below it is the kernel's and never needs syncing. Where a table covers the direct map, ASI
+//! has its own table, down to 4 KiB entries for the direct map itself, and copies the entries
+//! of that table that lie outside the direct map.
+
+/// Entries in one table of any level.
+pub(crate) const ENTRIES: usize = 512;
+/// Size of a base page.
+pub(crate) const PAGE_SIZE: u64 = 1 << 12;
+
+/// Bits of a page-table entry.
+pub(crate) mod bits {
+    /// The entry is present.
+    pub(crate) const PRESENT: u64 = 1 << 0;
+    /// A leaf above the 4 KiB level (PMD and PUD entries).
+    pub(crate) const PSE: u64 = 1 << 7;
+    /// PAT bit of a 4 KiB entry: the same position as `PSE` one level up.
+    pub(crate) const PAT_4K: u64 = 1 << 7;
+    /// Global: survives CR3 writes.
+    pub(crate) const GLOBAL: u64 = 1 << 8;
+    /// PAT bit of a 2 MiB or 1 GiB entry.
+    pub(crate) const PAT_LARGE: u64 = 1 << 12;
+}
+
+/// A level of the page-table tree: 0 holds 4 KiB entries (PTE), 1 is the PMD, 2 the PUD, 3 the
+/// P4D and 4 the PGD of 5-level paging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Level(u32);
+
+impl Level {
+    /// The level of 4 KiB entries.
+    pub(crate) const PTE: Level = Level(0);
+    /// The level whose entries point to PTE tables or map 2 MiB.
+    pub(crate) const PMD: Level = Level(1);
+    /// The level whose entries point to PMD tables or map 1 GiB.
+    pub(crate) const PUD: Level = Level(2);
+
+    /// Bit position of the address range one entry of this level covers.
+    pub(crate) fn shift(self) -> u32 {
+        12 + 9 * self.0
+    }
+
+    /// Bytes one entry of this level covers.
+    pub(crate) fn span(self) -> u64 {
+        1u64 << self.shift()
+    }
+
+    /// Index of the entry of this level that covers `va`.
+    pub(crate) fn index(self, va: u64) -> usize {
+        // Masked to 9 bits, so the conversion is lossless.
+        ((va >> self.shift()) & 0x1ff) as usize
+    }
+
+    /// The level below, `None` for the PTE level.
+    pub(crate) fn below(self) -> Option<Level> {
+        self.0.checked_sub(1).map(Level)
+    }
+
+    /// Whether an entry of this level can map memory directly (4 KiB, 2 MiB, 1 GiB).
+    pub(crate) fn can_be_leaf(self) -> bool {
+        self.0 <= 2
+    }
+
+    /// The level as a number, 0 for the PTE level.
+    pub(crate) fn number(self) -> u32 {
+        self.0
+    }
+}
+
+/// An inclusive range of virtual or physical addresses. Inclusive, so the range that ends at
+/// the top of the address space can be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Range {
+    /// First address.
+    pub(crate) first: u64,
+    /// Last address.
+    pub(crate) last: u64,
+}
+
+impl Range {
+    /// The range of `len` bytes at `start`, `None` if it is empty or wraps.
+    pub(crate) fn with_len(start: u64, len: u64) -> Option<Range> {
+        let last = start.checked_add(len.checked_sub(1)?)?;
+        Some(Range { first: start, last })
+    }
+
+    /// Whether the two ranges share an address.
+    pub(crate) fn overlaps(&self, other: &Range) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+
+    /// Whether `addr` lies in the range.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, addr: u64) -> bool {
+        self.first <= addr && addr <= self.last
+    }
+}
+
+/// The paging mode and the entry format of the running kernel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Paging {
+    /// 4 or 5.
+    levels: u32,
+    /// Bits of an entry that hold the physical address (`PTE_PFN_MASK`).
+    addr_mask: u64,
+    /// Flags of an entry that points to a kernel table (`_KERNPG_TABLE`).
+    table_flags: u64,
+}
+
+/// Why a [`Paging`] could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PagingError {
+    /// Neither 4- nor 5-level paging.
+    Levels,
+    /// The address mask overlaps the low flags or is empty.
+    AddrMask,
+}
+
+impl Paging {
+    /// Describes `levels`-level paging with the given entry format.
+    pub(crate) fn new(levels: u32, addr_mask: u64, table_flags: u64) -> Result<Self, PagingError> {
+        if levels != 4 && levels != 5 {
+            return Err(PagingError::Levels);
+        }
+        if addr_mask == 0 || addr_mask & (PAGE_SIZE - 1) != 0 {
+            return Err(PagingError::AddrMask);
+        }
+        Ok(Paging {
+            levels,
+            addr_mask,
+            table_flags,
+        })
+    }
+
+    /// The top level: the PGD.
+    pub(crate) fn top(&self) -> Level {
+        Level(self.levels - 1)
+    }
+
+    /// The canonical form of `va`: bit 47 (57 with 5 levels) copied into the bits above it.
+    pub(crate) fn canonical(&self, va: u64) -> u64 {
+        let unused = 64 - (self.top().shift() + 9);
+        // Arithmetic shift right sign-extends; `unused` is 7 or 16.
+        (((va << unused) as i64) >> unused) as u64
+    }
+
+    /// The first top-level index of the kernel half of the address space.
+    pub(crate) fn kernel_half(&self) -> core::ops::Range<usize> {
+        ENTRIES / 2..ENTRIES
+    }
+
+    /// The address of the first byte that top-level entry `index` covers.
+    pub(crate) fn top_entry_va(&self, index: usize) -> u64 {
+        // `index` < 512: the product fits.
+        self.canonical((index as u64) << self.top().shift())
+    }
+
+    /// Whether `entry` of `level` maps memory (as opposed to pointing to a table).
+    pub(crate) fn is_leaf(&self, level: Level, entry: u64) -> bool {
+        level == Level::PTE || (level.can_be_leaf() && entry & bits::PSE != 0)
+    }
+
+    /// The physical address of the table `entry` of `level` points to, if it points to one.
+    pub(crate) fn next_table(&self, level: Level, entry: u64) -> Option<u64> {
+        if entry & bits::PRESENT == 0 || self.is_leaf(level, entry) {
+            None
+        } else {
+            Some(entry & self.addr_mask)
+        }
+    }
+
+    /// The physical address of the first byte the leaf `entry` of `level` maps.
+    pub(crate) fn leaf_frame(&self, level: Level, entry: u64) -> u64 {
+        entry & self.addr_mask & !(level.span() - 1)
+    }
+
+    /// An entry that points to the kernel table at physical address `table`.
+    pub(crate) fn table_entry(&self, table: u64) -> u64 {
+        (table & self.addr_mask) | self.table_flags
+    }
+
+    /// The 4 KiB entry that maps the page at `va` the way the present leaf `entry` of `level`
+    /// does, without the global bit: ASI's direct map must not outlive a CR3 switch in the TLB.
+    pub(crate) fn split_to_4k(&self, level: Level, entry: u64, va: u64) -> u64 {
+        let offset = va & (level.span() - 1) & !(PAGE_SIZE - 1);
+        let frame = self.leaf_frame(level, entry) | offset;
+        let mut flags = entry & !self.addr_mask;
+        if level != Level::PTE {
+            // PAT moves from bit 12 to bit 7, where large entries have PSE.
+            let pat = entry & bits::PAT_LARGE != 0;
+            flags &= !(bits::PSE | bits::PAT_LARGE);
+            if pat {
+                flags |= bits::PAT_4K;
+            }
+        }
+        (frame | flags) & !bits::GLOBAL
+    }
+}
+
+impl Paging {
+    /// The entry of `level` that maps the part at `va` of the present leaf `entry` of the
+    /// higher level `from` the way that leaf does.
+    pub(crate) fn sub_leaf(&self, from: Level, entry: u64, level: Level, va: u64) -> u64 {
+        if level == Level::PTE {
+            return self.split_to_4k(from, entry, va);
+        }
+        let offset = va & (from.span() - 1) & !(level.span() - 1);
+        let flags = entry & (!self.addr_mask | bits::PAT_LARGE);
+        self.leaf_frame(from, entry) | offset | flags
+    }
+}
+
+/// Access to page-table pages by physical address.
+pub(crate) trait TableMemory {
+    /// Reads entry `index` of the table at physical address `table`.
+    fn read(&self, table: u64, index: usize) -> u64;
+    /// Writes entry `index` of the table at physical address `table`.
+    fn write(&mut self, table: u64, index: usize, value: u64);
+    /// A new zeroed table; its physical address. `None` if memory ran out.
+    fn alloc_table(&mut self) -> Option<u64>;
+    /// Makes the kernel's own tables have a table below the entry of `level` that covers `va`,
+    /// so that the entry can be shared and never changes again. Returns the entry.
+    fn populate_kernel(&mut self, level: Level, va: u64) -> Option<u64>;
+}
+
+/// What to build: where the direct map is and which kernel regions get new tables at run time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    /// The direct map, rounded up to whole 2 MiB, so each PTE table is direct map throughout.
+    pub(crate) direct_map: Range,
+    /// A region whose tables the kernel populates on demand (vmalloc). Entries of it that share
+    /// a table with the direct map are populated in the kernel's tables first.
+    pub(crate) dynamic: Range,
+}
+
+/// The result of [`build`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Built {
+    /// Physical address of the new top-level table.
+    pub(crate) pgd: u64,
+    /// Tables allocated, the top-level one included.
+    pub(crate) tables: usize,
+    /// Entries copied from the kernel's tables (shared subtrees and leaves).
+    pub(crate) shared: usize,
+    /// Direct-map pages mapped.
+    pub(crate) mapped: usize,
+    /// Kernel tables populated so that they could be shared.
+    pub(crate) populated: usize,
+}
+
+/// Why [`build`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BuildError {
+    /// A table could not be allocated. The tables allocated so far are in the tree reachable
+    /// from [`Built::pgd`], for the caller to free.
+    NoMemory(Built),
+    /// The layout does not fit the paging mode.
+    Layout,
+}
+
+/// The builder's state while it descends.
+struct Builder<'a, M, K, T> {
+    mem: &'a mut M,
+    paging: Paging,
+    layout: Layout,
+    keep: K,
+    pte_table: T,
+    built: Built,
+}
+
+/// Builds nonsensitive kernel tables from the kernel's tables at `kernel_pgd`.
+///
+/// The user half stays empty. In the kernel half, every entry that does not reach into the
+/// direct map is copied. The direct map gets its own tables down to 4 KiB entries, each
+/// derived from the kernel's mapping of the same address, for the pages `keep` is true for;
+/// the others are left not present (entry 0, no frame number kept). `pte_table` is called with
+/// the 2 MiB chunk number and physical address of each direct-map PTE table.
+pub(crate) fn build<M, K, T>(
+    mem: &mut M,
+    paging: Paging,
+    kernel_pgd: u64,
+    layout: Layout,
+    keep: K,
+    pte_table: T,
+) -> Result<Built, BuildError>
+where
+    M: TableMemory,
+    K: Fn(u64) -> bool,
+    T: FnMut(usize, u64),
+{
+    let dm = layout.direct_map;
+    let aligned =
+        dm.first % Level::PMD.span() == 0 && dm.last.wrapping_add(1) % Level::PMD.span() == 0;
+    let top = paging.top();
+    let half = paging.top_entry_va(ENTRIES / 2);
+    if !aligned || dm.first < half {
+        return Err(BuildError::Layout);
+    }
+    let pgd = mem
+        .alloc_table()
+        .ok_or(BuildError::NoMemory(Built::default()))?;
+    let mut b = Builder {
+        mem,
+        paging,
+        layout,
+        keep,
+        pte_table,
+        built: Built {
+            pgd,
+            tables: 1,
+            ..Built::default()
+        },
+    };
+    for i in paging.kernel_half() {
+        let va = paging.top_entry_va(i);
+        if !b.entry(top, Some(kernel_pgd), pgd, i, va, None) {
+            return Err(BuildError::NoMemory(b.built));
+        }
+    }
+    Ok(b.built)
+}
+
+impl<M, K, T> Builder<'_, M, K, T>
+where
+    M: TableMemory,
+    K: Fn(u64) -> bool,
+    T: FnMut(usize, u64),
+{
+    /// Fills entry `index` of `dst` (level `level`, covering `va`) from entry `index` of `src`,
+    /// or from `leaf`, a large leaf of the kernel's tables above that covers `va`. Returns
+    /// false if memory ran out.
+    fn entry(
+        &mut self,
+        level: Level,
+        src: Option<u64>,
+        dst: u64,
+        index: usize,
+        va: u64,
+        leaf: Option<(Level, u64)>,
+    ) -> bool {
+        let p = self.paging;
+        let Some(range) = Range::with_len(va, level.span()) else {
+            return false;
+        };
+        let mut src_entry = src.map_or(0, |t| self.mem.read(t, index));
+
+        if !range.overlaps(&self.layout.direct_map) {
+            // Below the top level, this table is ASI's own: an empty kernel entry here would
+            // not be seen if the kernel filled it later. Fill it now where the kernel would.
+            if level != p.top()
+                && leaf.is_none()
+                && src_entry & bits::PRESENT == 0
+                && range.overlaps(&self.layout.dynamic)
+            {
+                if let Some(e) = self.mem.populate_kernel(level, va) {
+                    src_entry = e;
+                    self.built.populated += 1;
+                }
+            }
+            let value = match leaf {
+                Some((l, e)) if e & bits::PRESENT != 0 => p.sub_leaf(l, e, level, va),
+                Some(_) => 0,
+                None => src_entry,
+            };
+            self.mem.write(dst, index, value);
+            self.built.shared += 1;
+            return true;
+        }
+
+        if level == Level::PTE {
+            let value = match leaf {
+                Some((l, e)) if e & bits::PRESENT != 0 => p.split_to_4k(l, e, va),
+                Some(_) => 0,
+                None if src_entry & bits::PRESENT != 0 => src_entry & !bits::GLOBAL,
+                None => 0,
+            };
+            let value = if value != 0 && (self.keep)(p.leaf_frame(Level::PTE, value)) {
+                self.built.mapped += 1;
+                value
+            } else {
+                0
+            };
+            self.mem.write(dst, index, value);
+            return true;
+        }
+
+        let Some(below) = level.below() else {
+            return false;
+        };
+        let Some(table) = self.mem.alloc_table() else {
+            return false;
+        };
+        // Link the table first: on failure, everything allocated is reachable for freeing.
+        self.mem.write(dst, index, p.table_entry(table));
+        self.built.tables += 1;
+        if below == Level::PTE {
+            let chunk = (va - self.layout.direct_map.first) >> Level::PMD.shift();
+            (self.pte_table)(chunk as usize, table);
+        }
+
+        let (child, leaf) = match leaf {
+            Some(l) => (None, Some(l)),
+            None if src_entry & bits::PRESENT == 0 => (None, None),
+            None if p.is_leaf(level, src_entry) => (None, Some((level, src_entry))),
+            None => (p.next_table(level, src_entry), None),
+        };
+        for i in 0..ENTRIES {
+            let child_va = va.wrapping_add((i as u64) << below.shift());
+            if !self.entry(below, child, table, i, child_va, leaf) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Frees what [`build`] allocated: every table reachable from `pgd` that the kernel's tables
+/// (`kernel_pgd`) do not also reach at the same place. `free` gets each table's physical
+/// address.
+pub(crate) fn free_built<M: TableMemory>(
+    mem: &M,
+    paging: Paging,
+    pgd: u64,
+    kernel_pgd: u64,
+    free: &mut impl FnMut(u64),
+) {
+    fn walk<M: TableMemory>(
+        mem: &M,
+        p: Paging,
+        level: Level,
+        ours: u64,
+        theirs: Option<u64>,
+        free: &mut impl FnMut(u64),
+    ) {
+        let Some(below) = level.below() else {
+            return;
+        };
+        for i in 0..ENTRIES {
+            let e = mem.read(ours, i);
+            let k = theirs.map_or(0, |t| mem.read(t, i));
+            if e == k {
+                continue;
+            }
+            if let Some(child) = p.next_table(level, e) {
+                walk(mem, p, below, child, p.next_table(level, k), free);
+                free(child);
+            }
+        }
+    }
+    let top = paging.top();
+    let Some(below) = top.below() else {
+        return;
+    };
+    for i in paging.kernel_half() {
+        let e = mem.read(pgd, i);
+        let k = mem.read(kernel_pgd, i);
+        if e != k {
+            if let Some(child) = paging.next_table(top, e) {
+                walk(mem, paging, below, child, paging.next_table(top, k), free);
+                free(child);
+            }
+        }
+    }
+    free(pgd);
+}
+
+/// A present leaf found by [`walk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Leaf {
+    /// First virtual address it maps.
+    pub(crate) va: u64,
+    /// Its level.
+    pub(crate) level: Level,
+    /// The entry.
+    pub(crate) entry: u64,
+    /// First physical address it maps.
+    pub(crate) frame: u64,
+}
+
+/// What [`walk`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WalkStats {
+    /// Present entries read, tables and leaves.
+    pub(crate) entries: u64,
+    /// Tables visited below the top level.
+    pub(crate) tables: u64,
+    /// Present leaves.
+    pub(crate) leaves: u64,
+}
+
+/// Visits every present leaf of the top-level entries `indices` of the tree at `pgd`, and
+/// every table below the top level (`table` gets its physical address).
+pub(crate) fn walk<M: TableMemory>(
+    mem: &M,
+    paging: Paging,
+    pgd: u64,
+    indices: core::ops::Range<usize>,
+    leaf: &mut impl FnMut(Leaf),
+    table: &mut impl FnMut(u64),
+) -> WalkStats {
+    struct Walker<'a, M, L, T> {
+        mem: &'a M,
+        p: Paging,
+        stats: WalkStats,
+        leaf: &'a mut L,
+        table: &'a mut T,
+    }
+    impl<M: TableMemory, L: FnMut(Leaf), T: FnMut(u64)> Walker<'_, M, L, T> {
+        fn walk(&mut self, level: Level, t: u64, base: u64, indices: core::ops::Range<usize>) {
+            for i in indices {
+                let e = self.mem.read(t, i);
+                if e & bits::PRESENT == 0 {
+                    continue;
+                }
+                self.stats.entries += 1;
+                let va = self
+                    .p
+                    .canonical(base.wrapping_add((i as u64) << level.shift()));
+                if self.p.is_leaf(level, e) {
+                    self.stats.leaves += 1;
+                    (self.leaf)(Leaf {
+                        va,
+                        level,
+                        entry: e,
+                        frame: self.p.leaf_frame(level, e),
+                    });
+                } else if let (Some(child), Some(below)) =
+                    (self.p.next_table(level, e), level.below())
+                {
+                    self.stats.tables += 1;
+                    (self.table)(child);
+                    self.walk(below, child, va, 0..ENTRIES);
+                }
+            }
+        }
+    }
+    let mut w = Walker {
+        mem,
+        p: paging,
+        stats: WalkStats::default(),
+        leaf,
+        table,
+    };
+    w.walk(paging.top(), pgd, 0, indices);
+    w.stats
+}
+
+/// Looks up `va` in the tree at `pgd`: the present leaf that maps it, if any.
+pub(crate) fn translate<M: TableMemory>(
+    mem: &M,
+    paging: Paging,
+    pgd: u64,
+    va: u64,
+) -> Option<Leaf> {
+    let mut level = paging.top();
+    let mut t = pgd;
+    loop {
+        let e = mem.read(t, level.index(va));
+        if e & bits::PRESENT == 0 {
+            return None;
+        }
+        if paging.is_leaf(level, e) {
+            return Some(Leaf {
+                va: va & !(level.span() - 1),
+                level,
+                entry: e,
+                frame: paging.leaf_frame(level, e),
+            });
+        }
+        t = paging.next_table(level, e)?;
+        level = level.below()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+    const RW: u64 = 1 << 1;
+    const ACCESSED: u64 = 1 << 5;
+    const DIRTY: u64 = 1 << 6;
+    const NX: u64 = 1 << 63;
+    const KERNPG_TABLE: u64 = 0x63;
+
+    /// Page tables in a map from physical address to table.
+    #[derive(Default)]
+    struct Mem {
+        tables: BTreeMap<u64, Vec<u64>>,
+        next: u64,
+        limit: Option<usize>,
+    }
+
+    impl Mem {
+        fn new() -> Self {
+            Mem {
+                next: 0x100_0000,
+                ..Mem::default()
+            }
+        }
+        fn table(&mut self) -> u64 {
+            let pa = self.next;
+            self.next += PAGE_SIZE;
+            self.tables.insert(pa, std::vec![0; ENTRIES]);
+            pa
+        }
+        /// Maps `va` to `pa` with a leaf at `level`, creating tables on the way.
+        fn map(&mut self, p: Paging, pgd: u64, va: u64, pa: u64, level: Level, flags: u64) {
+            let mut l = p.top();
+            let mut t = pgd;
+            while l != level {
+                let i = l.index(va);
+                let e = self.read(t, i);
+                let next = match p.next_table(l, e) {
+                    Some(n) => n,
+                    None => {
+                        let n = self.table();
+                        self.write(t, i, p.table_entry(n));
+                        n
+                    }
+                };
+                t = next;
+                l = l.below().unwrap();
+            }
+            let psize = if level == Level::PTE { 0 } else { bits::PSE };
+            self.write(t, level.index(va), pa | flags | psize);
+        }
+    }
+
+    impl TableMemory for Mem {
+        fn read(&self, table: u64, index: usize) -> u64 {
+            self.tables[&table][index]
+        }
+        fn write(&mut self, table: u64, index: usize, value: u64) {
+            self.tables.get_mut(&table).unwrap()[index] = value;
+        }
+        fn alloc_table(&mut self) -> Option<u64> {
+            if let Some(l) = self.limit.as_mut() {
+                if *l == 0 {
+                    return None;
+                }
+                *l -= 1;
+            }
+            Some(self.table())
+        }
+        fn populate_kernel(&mut self, _level: Level, _va: u64) -> Option<u64> {
+            None
+        }
+    }
+
+    const KERNEL_FLAGS: u64 = bits::PRESENT | RW | ACCESSED | DIRTY | bits::GLOBAL;
+
+    fn paging(levels: u32) -> Paging {
+        Paging::new(levels, ADDR_MASK, KERNPG_TABLE).unwrap()
+    }
+
+    /// A kernel with an 8 MiB direct map at `dm` (2 MiB leaves, one 4 KiB table for the first
+    /// 2 MiB), a kernel image leaf, and a vmalloc page.
+    fn kernel(levels: u32, dm: u64) -> (Mem, Paging, u64) {
+        let p = paging(levels);
+        let mut m = Mem::new();
+        let pgd = m.table();
+        for i in 0..512u64 {
+            m.map(
+                p,
+                pgd,
+                dm + i * PAGE_SIZE,
+                i * PAGE_SIZE,
+                Level::PTE,
+                KERNEL_FLAGS | NX,
+            );
+        }
+        for i in 1..4u64 {
+            let flags = KERNEL_FLAGS | NX | if i == 2 { bits::PAT_LARGE } else { 0 };
+            m.map(
+                p,
+                pgd,
+                dm + i * Level::PMD.span(),
+                i * Level::PMD.span(),
+                Level::PMD,
+                flags,
+            );
+        }
+        m.map(
+            p,
+            pgd,
+            0xffff_ffff_8100_0000,
+            0x100_0000,
+            Level::PMD,
+            KERNEL_FLAGS,
+        );
+        m.map(
+            p,
+            pgd,
+            0xffff_c900_0000_0000,
+            0x5000,
+            Level::PTE,
+            KERNEL_FLAGS,
+        );
+        (m, p, pgd)
+    }
+
+    fn layout(dm: u64) -> Layout {
+        Layout {
+            direct_map: Range::with_len(dm, 4 * Level::PMD.span()).unwrap(),
+            dynamic: Range::with_len(0xffff_c900_0000_0000, 1 << 40).unwrap(),
+        }
+    }
+
+    #[test]
+    fn levels_and_indices() {
+        assert_eq!(Level::PTE.span(), 4096);
+        assert_eq!(Level::PMD.span(), 2 << 20);
+        assert_eq!(Level::PUD.span(), 1 << 30);
+        assert_eq!(Level::PMD.number(), 1);
+        assert_eq!(Level::PMD.index(0xffff_8880_0060_0000), 3);
+        assert_eq!(Level::PTE.below(), None);
+        assert!(!Level(3).can_be_leaf());
+        assert_eq!(paging(4).top(), Level(3));
+        assert_eq!(paging(4).top_entry_va(256), 0xffff_8000_0000_0000);
+        assert_eq!(paging(5).top_entry_va(256), 0xff00_0000_0000_0000);
+        assert_eq!(
+            paging(4).canonical(0x0000_8880_0000_0000),
+            0xffff_8880_0000_0000
+        );
+        assert_eq!(
+            Paging::new(3, ADDR_MASK, 0).err(),
+            Some(PagingError::Levels)
+        );
+        assert_eq!(Paging::new(4, 0xfff, 0).err(), Some(PagingError::AddrMask));
+    }
+
+    #[test]
+    fn split_moves_pat_and_drops_global() {
+        let p = paging(4);
+        let large = 0x4020_0000 | KERNEL_FLAGS | bits::PSE | bits::PAT_LARGE | NX;
+        let e = p.split_to_4k(Level::PMD, large, 0xffff_8880_4023_4000);
+        assert_eq!(e & ADDR_MASK, 0x4023_4000);
+        assert_ne!(e & bits::PAT_4K, 0);
+        assert_eq!(e & bits::GLOBAL, 0);
+        assert_ne!(e & NX, 0);
+        assert_eq!(e & bits::PAT_LARGE, 0);
+        let plain = p.split_to_4k(
+            Level(2),
+            0x4000_0000 | KERNEL_FLAGS | bits::PSE,
+            0xffff_8880_7fff_f000,
+        );
+        assert_eq!(plain & ADDR_MASK, 0x7fff_f000);
+        assert_eq!(plain & bits::PAT_4K, 0);
+    }
+
+    fn built_tree(
+        levels: u32,
+        dm: u64,
+        keep: impl Fn(u64) -> bool,
+    ) -> (Mem, Paging, u64, Built, Vec<(usize, u64)>) {
+        let (mut m, p, kpgd) = kernel(levels, dm);
+        let mut ptes = Vec::new();
+        let built = build(&mut m, p, kpgd, layout(dm), keep, |c, t| ptes.push((c, t))).unwrap();
+        (m, p, kpgd, built, ptes)
+    }
+
+    #[test]
+    fn direct_map_is_4k_and_the_rest_is_shared() {
+        for (levels, dm) in [(4, 0xffff_8880_0000_0000), (5, 0xff11_0000_0000_0000)] {
+            let (m, p, kpgd, built, ptes) = built_tree(levels, dm, |_| true);
+            assert_eq!(built.mapped, 4 * 512);
+            assert_eq!(ptes.len(), 4);
+            assert_eq!(ptes.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+            for i in 0..(4 * 512u64) {
+                let va = dm + i * PAGE_SIZE;
+                let leaf = translate(&m, p, built.pgd, va).unwrap();
+                assert_eq!(leaf.level, Level::PTE);
+                assert_eq!(leaf.frame, i * PAGE_SIZE);
+                assert_eq!(leaf.entry & bits::GLOBAL, 0);
+                assert_ne!(leaf.entry & NX, 0);
+                assert_eq!(leaf.entry & bits::PAT_4K != 0, i / 512 == 2);
+            }
+            // The kernel image is reached through the very same top-level entry.
+            let ki = p.top().index(0xffff_ffff_8100_0000);
+            assert_eq!(m.read(built.pgd, ki), m.read(kpgd, ki));
+            let leaf = translate(&m, p, built.pgd, 0xffff_ffff_8100_0000).unwrap();
+            assert_eq!((leaf.level, leaf.frame), (Level::PMD, 0x100_0000));
+            // The user half is empty.
+            assert!((0..256).all(|i| m.read(built.pgd, i) == 0));
+        }
+    }
+
+    #[test]
+    fn pages_not_kept_are_absent_without_frame() {
+        let dm = 0xffff_8880_0000_0000;
+        let (m, p, _, built, _) = built_tree(4, dm, |pa| pa != 0x3000 && pa != 0x40_1000);
+        assert_eq!(built.mapped, 4 * 512 - 2);
+        for va in [dm + 0x3000, dm + 0x40_1000] {
+            assert_eq!(translate(&m, p, built.pgd, va), None);
+            let pmd_t = p.next_table(Level(2), {
+                let pud_t = p
+                    .next_table(p.top(), m.read(built.pgd, p.top().index(va)))
+                    .unwrap();
+                m.read(pud_t, Level(2).index(va))
+            });
+            let pte_t = p
+                .next_table(Level::PMD, m.read(pmd_t.unwrap(), Level::PMD.index(va)))
+                .unwrap();
+            assert_eq!(m.read(pte_t, Level::PTE.index(va)), 0);
+        }
+        assert!(translate(&m, p, built.pgd, dm + 0x4000).is_some());
+    }
+
+    #[test]
+    fn walk_sees_every_leaf_and_table() {
+        let dm = 0xffff_8880_0000_0000;
+        let (m, p, _, built, _) = built_tree(4, dm, |pa| pa != 0x3000);
+        let mut sensitive_seen = 0;
+        let mut tables = 0;
+        let stats = walk(
+            &m,
+            p,
+            built.pgd,
+            p.kernel_half(),
+            &mut |l| {
+                if l.frame == 0x3000 {
+                    sensitive_seen += 1;
+                }
+            },
+            &mut |_| tables += 1,
+        );
+        assert_eq!(sensitive_seen, 0);
+        // 2047 direct-map pages, the kernel image leaf and the vmalloc page.
+        assert_eq!(stats.leaves, 2047 + 2);
+        assert_eq!(stats.tables, tables);
+    }
+
+    #[test]
+    fn running_out_of_memory_leaves_a_freeable_tree() {
+        let dm = 0xffff_8880_0000_0000;
+        for limit in 0..8 {
+            let (mut m, p, kpgd) = kernel(4, dm);
+            let before = m.tables.len();
+            m.limit = Some(limit);
+            let r = build(&mut m, p, kpgd, layout(dm), |_| true, |_, _| {});
+            let partial = match r {
+                Err(BuildError::NoMemory(b)) => b,
+                Ok(b) => {
+                    assert!(limit >= 7);
+                    b
+                }
+                Err(e) => panic!("{e:?}"),
+            };
+            if partial.pgd == 0 {
+                assert_eq!(m.tables.len(), before);
+                continue;
+            }
+            let mut freed = Vec::new();
+            free_built(&m, p, partial.pgd, kpgd, &mut |t| freed.push(t));
+            assert_eq!(freed.len(), m.tables.len() - before, "limit {limit}");
+            assert_eq!(freed.len(), partial.tables);
+        }
+    }
+
+    #[test]
+    fn layout_must_be_aligned_and_in_the_kernel_half() {
+        let (mut m, p, kpgd) = kernel(4, 0xffff_8880_0000_0000);
+        let bad = Layout {
+            direct_map: Range::with_len(0xffff_8880_0000_1000, 2 << 20).unwrap(),
+            dynamic: Range::with_len(0xffff_c900_0000_0000, 1 << 30).unwrap(),
+        };
+        assert_eq!(
+            build(&mut m, p, kpgd, bad, |_| true, |_, _| {}),
+            Err(BuildError::Layout)
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        let a = Range::with_len(0x1000, 0x1000).unwrap();
+        assert!(a.contains(0x1fff) && !a.contains(0x2000));
+        assert!(a.overlaps(&Range::with_len(0x1fff, 1).unwrap()));
+        assert!(!a.overlaps(&Range::with_len(0x2000, 1).unwrap()));
+        assert_eq!(Range::with_len(u64::MAX, 2), None);
+        assert_eq!(Range::with_len(1, 0), None);
+        assert_eq!(
+            Range::with_len(0xffff_ffff_ffff_f000, 0x1000).unwrap().last,
+            u64::MAX
+        );
+    }
+}

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! ASI's statistics and the verifier's report, as `/sys/kernel/debug/asi/` shows them.
+//!
+//! This file only uses `core`: it is built into the kernel and, unchanged, into the host test
+//! crate.
+
+use core::fmt;
+
+/// A snapshot of the counters of the nonsensitive direct map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stats {
+    /// Whether the nonsensitive tables exist.
+    pub(crate) tables: bool,
+    /// Pages currently absent from the nonsensitive direct map because they hold user data.
+    pub(crate) sensitive_pages: u64,
+    /// Pages made sensitive (unmapped) since boot.
+    pub(crate) flips_to_sensitive: u64,
+    /// Pages made nonsensitive (zeroed and mapped) since boot.
+    pub(crate) flips_to_nonsensitive: u64,
+    /// TLB flushes the flips to sensitive caused.
+    pub(crate) tlb_flushes: u64,
+    /// Pages zeroed before they were mapped again.
+    pub(crate) zeroed_pages: u64,
+    /// Sensitive allocations failed because the page needed a TLB flush the context could
+    /// not do.
+    pub(crate) refused: u64,
+    /// Page-table pages of the global nonsensitive tables.
+    pub(crate) global_table_pages: u64,
+}
+
+/// Writes the content of the debugfs `stats` file: one `key: value` pair per line.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "tables: {}", if self.tables { "yes" } else { "no" })?;
+        writeln!(f, "sensitive_pages: {}", self.sensitive_pages)?;
+        writeln!(f, "flips_to_sensitive: {}", self.flips_to_sensitive)?;
+        writeln!(f, "flips_to_nonsensitive: {}", self.flips_to_nonsensitive)?;
+        writeln!(f, "tlb_flushes: {}", self.tlb_flushes)?;
+        writeln!(f, "zeroed_pages: {}", self.zeroed_pages)?;
+        writeln!(f, "refused_flips: {}", self.refused)?;
+        writeln!(f, "global_table_pages: {}", self.global_table_pages)?;
+        writeln!(
+            f,
+            "global_table_bytes: {}",
+            self.global_table_pages.saturating_mul(4096)
+        )
+    }
+}
+
+/// What the verifier found wrong at one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProblemKind {
+    /// A page holding user data is mapped in the nonsensitive tables.
+    SensitiveMapped,
+    /// Kernel memory the kernel needs at any time (named) is not mapped.
+    Unmapped(&'static str),
+}
+
+/// One problem: what, where, and the page it concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// What is wrong.
+    pub(crate) kind: ProblemKind,
+    /// The virtual address.
+    pub(crate) va: u64,
+    /// The page frame, `None` if the kernel does not map `va` either.
+    pub(crate) pfn: Option<u64>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ProblemKind::SensitiveMapped => write!(f, "sensitive-mapped")?,
+            ProblemKind::Unmapped(what) => write!(f, "unmapped {what}")?,
+        }
+        write!(f, " va=0x{:x}", self.va)?;
+        match self.pfn {
+            Some(pfn) => write!(f, " pfn=0x{pfn:x}"),
+            None => write!(f, " pfn=none"),
+        }
+    }
+}
+
+/// Most problems a report lists one by one; all of them are counted.
+pub(crate) const LISTED_PROBLEMS: usize = 32;
+
+/// The verifier's findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// Page tables walked (the global tables, then each mm's top level).
+    pub(crate) domains: u64,
+    /// Present entries read.
+    pub(crate) entries: u64,
+    /// Present leaves.
+    pub(crate) leaves: u64,
+    /// Tables visited.
+    pub(crate) tables: u64,
+    /// Pages of required kernel memory checked.
+    pub(crate) required_pages: u64,
+    /// Mappings of sensitive pages found.
+    pub(crate) sensitive_mapped: u64,
+    /// Pages of required kernel memory found unmapped.
+    pub(crate) unmapped: u64,
+    /// The first [`LISTED_PROBLEMS`] problems.
+    pub(crate) listed: [Option<Problem>; LISTED_PROBLEMS],
+    /// How long the walk took.
+    pub(crate) elapsed_ns: u64,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            domains: 0,
+            entries: 0,
+            leaves: 0,
+            tables: 0,
+            required_pages: 0,
+            sensitive_mapped: 0,
+            unmapped: 0,
+            listed: [None; LISTED_PROBLEMS],
+            elapsed_ns: 0,
+        }
+    }
+}
+
+impl Report {
+    /// Records a problem.
+    pub(crate) fn add(&mut self, p: Problem) {
+        let n = self.problems();
+        match p.kind {
+            ProblemKind::SensitiveMapped => self.sensitive_mapped += 1,
+            ProblemKind::Unmapped(_) => self.unmapped += 1,
+        }
+        if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.listed.get_mut(n)) {
+            *slot = Some(p);
+        }
+    }
+
+    /// Problems found.
+    pub(crate) fn problems(&self) -> u64 {
+        self.sensitive_mapped.saturating_add(self.unmapped)
+    }
+
+    /// The listed problems.
+    pub(crate) fn listed(&self) -> impl Iterator<Item = &Problem> {
+        self.listed.iter().flatten()
+    }
+}
+
+/// Writes the content of the debugfs `verify` file.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "domains: {}", self.domains)?;
+        writeln!(f, "entries: {}", self.entries)?;
+        writeln!(f, "leaves: {}", self.leaves)?;
+        writeln!(f, "tables: {}", self.tables)?;
+        writeln!(f, "required_pages: {}", self.required_pages)?;
+        writeln!(f, "sensitive_mapped: {}", self.sensitive_mapped)?;
+        writeln!(f, "unmapped_required: {}", self.unmapped)?;
+        writeln!(f, "elapsed_us: {}", self.elapsed_ns / 1000)?;
+        writeln!(f, "problems: {}", self.problems())?;
+        for p in self.listed() {
+            writeln!(f, "problem: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn report_counts_all_and_lists_some() {
+        let mut r = Report::default();
+        for i in 0..40 {
+            r.add(Problem {
+                kind: if i % 2 == 0 {
+                    ProblemKind::SensitiveMapped
+                } else {
+                    ProblemKind::Unmapped("kernel-stack")
+                },
+                va: 0x1000 * i,
+                pfn: (i != 1).then_some(i),
+            });
+        }
+        assert_eq!(r.problems(), 40);
+        assert_eq!((r.sensitive_mapped, r.unmapped), (20, 20));
+        assert_eq!(r.listed().count(), LISTED_PROBLEMS);
+        let text = format!("{r}");
+        assert!(text.contains("problems: 40\n"));
+        assert!(text.contains("problem: sensitive-mapped va=0x0 pfn=0x0\n"));
+        assert!(text.contains("problem: unmapped kernel-stack va=0x1000 pfn=none\n"));
+        assert_eq!(text.matches("problem: ").count(), LISTED_PROBLEMS);
+    }
+
+    #[test]
+    fn clean_report() {
+        let text = format!("{}", Report::default());
+        assert!(text.ends_with("problems: 0\n"));
+    }
+
+    #[test]
+    fn stats_format() {
+        let s = Stats {
+            tables: true,
+            global_table_pages: 3,
+            ..Stats::default()
+        };
+        let text = format!("{s}");
+        assert!(text.starts_with("tables: yes\nsensitive_pages: 0\n"));
+        assert!(text.ends_with("global_table_pages: 3\nglobal_table_bytes: 12288\n"));
+    }
+}

@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The global nonsensitive page tables and the sensitivity of each page of the direct map.
+//!
+//! The tables are built once, at boot, by [`init`] (see [`crate::pgtable`] for what is shared
+//! and what is ASI's own). After that the only entries that change are the 4 KiB entries of
+//! ASI's direct map, in three places, all lock-free and usable in any context:
+//!
+//! - [`make_sensitive`]: a page allocated for user data loses its entry, and the TLBs of all
+//!   CPUs are flushed before the allocator returns the page;
+//! - [`make_nonsensitive`]: a sensitive page allocated for anything else is zeroed, then gets
+//!   its entry back;
+//! - [`mirror`]: the kernel changed its own direct map (CPA); entries of nonsensitive pages
+//!   follow it.
+//!
+//! A page's state is one bit in [`Tables::sensitive`]. Only the allocator changes it, while it
+//! owns the page, so two CPUs never change the state of the same page at once. CPA only
+//! changes pages their owner allocated (see the rules in `arch/x86/mm/pat/set_memory.c`), so
+//! [`mirror`] never races with a change of the page's state either; and it never maps a page
+//! whose bit is set.
+
+use crate::{
+    pgtable::{self, bits, Level, Paging, Range, TableMemory},
+    stats::{Problem, ProblemKind, Report, Stats},
+    sys::{self, DirectMapTables},
+};
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Full, Relaxed},
+        SetOnce,
+    },
+};
+
+/// The nonsensitive tables and the state of the direct map's pages.
+///
+/// # Invariants
+///
+/// `pgd` and every table reachable from it are page-table pages that live as long as the
+/// kernel; `pte_tables` holds the direct-map PTE table of each 2 MiB chunk of the direct map,
+/// and the bitmap `sensitive` has a bit for each of its `pages`.
+pub(crate) struct Tables {
+    mem: DirectMapTables,
+    paging: Paging,
+    page_offset: u64,
+    /// Physical address of the top-level table.
+    pgd: u64,
+    /// Physical address of the kernel's top-level table.
+    kernel_pgd: u64,
+    /// Pages of the direct map, the number of bits in `sensitive`.
+    pages: u64,
+    pte_tables: KVVec<u64>,
+    sensitive: KVVec<Atomic<u64>>,
+    table_pages: u64,
+}
+
+static TABLES: SetOnce<Tables> = SetOnce::new();
+
+static SENSITIVE_PAGES: Atomic<u64> = Atomic::new(0);
+static FLIPS_TO_SENSITIVE: Atomic<u64> = Atomic::new(0);
+static FLIPS_TO_NONSENSITIVE: Atomic<u64> = Atomic::new(0);
+static TLB_FLUSHES: Atomic<u64> = Atomic::new(0);
+static ZEROED: Atomic<u64> = Atomic::new(0);
+static REFUSED: Atomic<u64> = Atomic::new(0);
+
+/// The tables, once built.
+pub(crate) fn get() -> Option<&'static Tables> {
+    TABLES.as_ref()
+}
+
+/// Builds the global nonsensitive tables. Called once, from an early initcall on the boot CPU,
+/// before any user data is allocated. On failure nothing is left allocated.
+pub(crate) fn init() -> Result {
+    let l = sys::layout();
+    let paging = Paging::new(l.levels, l.pfn_mask, l.table_flags).map_err(|_| EINVAL)?;
+    let chunk_pages = Level::PMD.span() / pgtable::PAGE_SIZE;
+    let chunks = l.direct_map_pages.div_ceil(chunk_pages);
+    let dm_len = chunks.checked_mul(Level::PMD.span()).ok_or(EINVAL)?;
+    let direct_map = Range::with_len(l.page_offset, dm_len).ok_or(EINVAL)?;
+    let vmalloc_len = l
+        .vmalloc_end
+        .checked_sub(l.vmalloc_start)
+        .and_then(|d| d.checked_add(1))
+        .ok_or(EINVAL)?;
+    let layout = pgtable::Layout {
+        direct_map,
+        dynamic: Range::with_len(l.vmalloc_start, vmalloc_len).ok_or(EINVAL)?,
+    };
+
+    let nchunks = usize::try_from(chunks).map_err(|_| EINVAL)?;
+    let mut pte_tables = KVVec::with_capacity(nchunks, GFP_KERNEL)?;
+    for _ in 0..nchunks {
+        pte_tables.push(0, GFP_KERNEL)?;
+    }
+    let words = usize::try_from(l.direct_map_pages.div_ceil(64)).map_err(|_| EINVAL)?;
+    let mut sensitive = KVVec::with_capacity(words, GFP_KERNEL)?;
+    for _ in 0..words {
+        sensitive.push(Atomic::new(0), GFP_KERNEL)?;
+    }
+
+    // SAFETY: `page_offset` is `PAGE_OFFSET`, and the builder only passes tables of the
+    // kernel's tree and those it allocates.
+    let mut mem = unsafe { DirectMapTables::new(l.page_offset) };
+    let built = pgtable::build(
+        &mut mem,
+        paging,
+        l.kernel_pgd,
+        layout,
+        |_| true,
+        |chunk, table| {
+            if let Some(slot) = pte_tables.get_mut(chunk) {
+                *slot = table;
+            }
+        },
+    );
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            if let pgtable::BuildError::NoMemory(partial) = e {
+                if partial.pgd != 0 {
+                    pgtable::free_built(&mem, paging, partial.pgd, l.kernel_pgd, &mut |t| {
+                        sys::free_table(t)
+                    });
+                }
+                return Err(ENOMEM);
+            }
+            return Err(EINVAL);
+        }
+    };
+    if pte_tables.contains(&0) {
+        // A chunk without its PTE table: a bug in the builder.
+        kernel::warn_on!(true);
+        pgtable::free_built(&mem, paging, built.pgd, l.kernel_pgd, &mut |t| {
+            sys::free_table(t)
+        });
+        return Err(EINVAL);
+    }
+    let tables = Tables {
+        mem,
+        paging,
+        page_offset: l.page_offset,
+        pgd: built.pgd,
+        kernel_pgd: l.kernel_pgd,
+        pages: l.direct_map_pages,
+        pte_tables,
+        sensitive,
+        table_pages: built.tables as u64,
+    };
+    if !TABLES.populate(tables) {
+        return Err(EBUSY);
+    }
+    pr_info!(
+        "nonsensitive tables: {} table pages ({} KiB), {} direct-map pages, {} shared entries, {} kernel tables populated\n",
+        built.tables,
+        built.tables.saturating_mul(4),
+        built.mapped,
+        built.shared,
+        built.populated
+    );
+    Ok(())
+}
+
+impl Tables {
+    /// Physical address of the top-level table.
+    pub(crate) fn pgd(&self) -> u64 {
+        self.pgd
+    }
+
+    /// The word of the bitmap holding `pfn`'s bit, and the bit.
+    fn bit(&self, pfn: u64) -> Option<(&Atomic<u64>, u64)> {
+        if pfn >= self.pages {
+            return None;
+        }
+        let word = self.sensitive.get(usize::try_from(pfn / 64).ok()?)?;
+        Some((word, 1u64 << (pfn % 64)))
+    }
+
+    /// Whether `pfn` is sensitive.
+    pub(crate) fn is_sensitive(&self, pfn: u64) -> bool {
+        self.bit(pfn).is_some_and(|(w, b)| w.load(Relaxed) & b != 0)
+    }
+
+    /// Sets or clears `pfn`'s bit; returns whether it changed.
+    fn set_sensitive(&self, pfn: u64, on: bool) -> bool {
+        let Some((word, bit)) = self.bit(pfn) else {
+            return false;
+        };
+        let mut old = word.load(Relaxed);
+        loop {
+            let new = if on { old | bit } else { old & !bit };
+            if new == old {
+                return false;
+            }
+            match word.cmpxchg(old, new, Full) {
+                Ok(_) => return true,
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Whether any page of `[first, first + nr)` is sensitive.
+    fn any_sensitive(&self, first: u64, nr: u64) -> bool {
+        (first..first.saturating_add(nr)).any(|pfn| self.is_sensitive(pfn))
+    }
+
+    /// The PTE table and index of `pfn`'s entry in ASI's direct map.
+    fn pte_slot(&self, pfn: u64) -> Option<(u64, usize)> {
+        if pfn >= self.pages {
+            return None;
+        }
+        let chunk = usize::try_from(pfn >> 9).ok()?;
+        let table = *self.pte_tables.get(chunk)?;
+        Some((table, (pfn & 0x1ff) as usize))
+    }
+
+    /// The direct-map address of `pfn`.
+    fn va(&self, pfn: u64) -> u64 {
+        self.page_offset.wrapping_add(pfn << 12)
+    }
+
+    /// The entry ASI's direct map should have for the nonsensitive page `pfn`: the kernel's
+    /// mapping of it, as a non-global 4 KiB entry; 0 if the kernel does not map it.
+    fn kernel_entry(&self, pfn: u64) -> u64 {
+        let va = self.va(pfn);
+        match sys::kernel_leaf(va) {
+            Some((level, e)) => self.paging.split_to_4k(level, e, va),
+            None => 0,
+        }
+    }
+
+    /// Looks `va` up in the nonsensitive tables.
+    pub(crate) fn translate(&self, va: u64) -> Option<pgtable::Leaf> {
+        pgtable::translate(&self.mem, self.paging, self.pgd, va)
+    }
+
+    /// Walks the global tables and checks them, see [`verify`].
+    fn verify_into(&self, r: &mut Report) {
+        let t0 = sys::ktime_ns();
+        let mut found: KVec<Problem> = KVec::new();
+        let mut overflow = 0u64;
+        let mut note = |p: Problem, found: &mut KVec<Problem>| {
+            if found.push(p, GFP_KERNEL).is_err() {
+                overflow = overflow.saturating_add(1);
+            }
+        };
+        let pages = self.pages;
+        let mut leaf = |l: pgtable::Leaf| {
+            let first = l.frame >> 12;
+            let n = l.level.span() >> 12;
+            let last = first.saturating_add(n).min(pages);
+            for pfn in first..last {
+                if self.is_sensitive(pfn) {
+                    let va = l.va.wrapping_add((pfn - first) << 12);
+                    note(
+                        Problem {
+                            kind: ProblemKind::SensitiveMapped,
+                            va,
+                            pfn: Some(pfn),
+                        },
+                        &mut found,
+                    );
+                }
+            }
+        };
+        let mut tables: KVec<u64> = KVec::new();
+        let mut table = |pa: u64| {
+            let _ = tables.push(pa, GFP_KERNEL);
+        };
+        let ws = pgtable::walk(
+            &self.mem,
+            self.paging,
+            self.pgd,
+            self.paging.kernel_half(),
+            &mut leaf,
+            &mut table,
+        );
+        r.domains += 1;
+        r.entries += ws.entries;
+        r.leaves += ws.leaves;
+        r.tables += ws.tables;
+        for &pa in tables.iter() {
+            let va = self.page_offset.wrapping_add(pa);
+            if self.translate(va).is_none() {
+                note(
+                    Problem {
+                        kind: ProblemKind::Unmapped("page-table"),
+                        va,
+                        pfn: Some(pa >> 12),
+                    },
+                    &mut found,
+                );
+            }
+        }
+        let mut required_pages = 0u64;
+        sys::for_each_required(&mut |what, va, len| {
+            let first = va & !0xfff;
+            let end = va.saturating_add(len);
+            let mut page = first;
+            while page < end {
+                required_pages += 1;
+                if self.translate(page).is_none() {
+                    let pfn = sys::kernel_leaf(page).map(|(lv, e)| {
+                        (self.paging.leaf_frame(lv, e) + (page & (lv.span() - 1))) >> 12
+                    });
+                    // Runs under RCU: the list may only grow with GFP_ATOMIC.
+                    if found
+                        .push(
+                            Problem {
+                                kind: ProblemKind::Unmapped(what.to_str().unwrap_or("?")),
+                                va: page,
+                                pfn,
+                            },
+                            GFP_ATOMIC,
+                        )
+                        .is_err()
+                    {
+                        overflow = overflow.saturating_add(1);
+                    }
+                }
+                page = page.saturating_add(4096);
+            }
+        });
+        r.required_pages += required_pages;
+        for p in found.iter() {
+            r.add(*p);
+        }
+        // Problems that did not fit in memory are still counted, as sensitive mappings.
+        r.sensitive_mapped = r.sensitive_mapped.saturating_add(overflow);
+        r.elapsed_ns = r
+            .elapsed_ns
+            .saturating_add(sys::ktime_ns().saturating_sub(t0));
+    }
+}
+
+/// Free pages made sensitive together with a page that needs a flush, so that the next user
+/// allocations find pages that need none.
+const FLIP_BATCH: usize = 31;
+
+/// Makes `[pfn, pfn + nr)` sensitive: absent from the nonsensitive direct map and from every
+/// TLB. Returns false, and changes nothing, if that needs a TLB flush and `can_flush` is false.
+///
+/// The flush also covers up to [`FLIP_BATCH`] free pages of the same mobility (`movable`),
+/// taken off the free lists, made sensitive and given back after the flush.
+pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) -> bool {
+    let Some(t) = get() else {
+        return true;
+    };
+    let end = pfn.saturating_add(nr).min(t.pages);
+    let needed = (pfn..end).filter(|&p| !t.is_sensitive(p)).count() as u64;
+    if needed == 0 {
+        return true;
+    }
+    if !can_flush {
+        REFUSED.add(1, Relaxed);
+        return false;
+    }
+    for p in pfn..end {
+        if t.set_sensitive(p, true) {
+            if let Some((table, index)) = t.pte_slot(p) {
+                // No frame number stays behind in the entry (L1TF).
+                t.mem.write_owned(table, index, 0);
+            }
+        }
+    }
+    let mut batch = [0usize; FLIP_BATCH];
+    let got = sys::batch_alloc(&mut batch, movable);
+    let batch = batch.get(..got).unwrap_or(&[]);
+    let mut extra = 0u64;
+    for &p in batch {
+        let p = p as u64;
+        if t.set_sensitive(p, true) {
+            if let Some((table, index)) = t.pte_slot(p) {
+                t.mem.write_owned(table, index, 0);
+            }
+            extra += 1;
+        }
+    }
+    if extra == 0 {
+        sys::flush_kernel_range(t.va(pfn), t.va(end));
+    } else {
+        // Scattered pages: one full flush costs the same IPIs as a ranged one.
+        sys::flush_kernel_all();
+    }
+    sys::batch_free(batch);
+    let flipped = needed.saturating_add(extra);
+    SENSITIVE_PAGES.add(flipped, Relaxed);
+    FLIPS_TO_SENSITIVE.add(flipped, Relaxed);
+    TLB_FLUSHES.add(1, Relaxed);
+    true
+}
+
+/// Makes the sensitive pages of `[pfn, pfn + nr)` nonsensitive: zeroes each, then maps it.
+pub(crate) fn make_nonsensitive(pfn: u64, nr: u64) {
+    let Some(t) = get() else {
+        return;
+    };
+    let end = pfn.saturating_add(nr).min(t.pages);
+    if !t.any_sensitive(pfn, end.saturating_sub(pfn)) {
+        return;
+    }
+    let mut flipped = 0u64;
+    for p in pfn..end {
+        if !t.is_sensitive(p) {
+            continue;
+        }
+        sys::clear_page(p);
+        t.set_sensitive(p, false);
+        if let Some((table, index)) = t.pte_slot(p) {
+            t.mem.write_owned(table, index, t.kernel_entry(p));
+        }
+        flipped += 1;
+    }
+    SENSITIVE_PAGES.fetch_sub(flipped, Relaxed);
+    FLIPS_TO_NONSENSITIVE.add(flipped, Relaxed);
+    ZEROED.add(flipped, Relaxed);
+}
+
+/// The kernel changed its mapping of `[va, va + nr pages)`: make ASI's direct map follow it
+/// for the nonsensitive pages of the range.
+pub(crate) fn mirror(va: u64, nr: u64) {
+    let Some(t) = get() else {
+        return;
+    };
+    let Some(offset) = va.checked_sub(t.page_offset) else {
+        return;
+    };
+    let first = offset >> 12;
+    let end = first.saturating_add(nr).min(t.pages);
+    for p in first..end {
+        if t.is_sensitive(p) {
+            continue;
+        }
+        if let Some((table, index)) = t.pte_slot(p) {
+            t.mem.write_owned(table, index, t.kernel_entry(p));
+        }
+    }
+}
+
+/// The current counters.
+pub(crate) fn stats() -> Stats {
+    let t = get();
+    Stats {
+        tables: t.is_some(),
+        sensitive_pages: SENSITIVE_PAGES.load(Relaxed),
+        flips_to_sensitive: FLIPS_TO_SENSITIVE.load(Relaxed),
+        flips_to_nonsensitive: FLIPS_TO_NONSENSITIVE.load(Relaxed),
+        tlb_flushes: TLB_FLUSHES.load(Relaxed),
+        zeroed_pages: ZEROED.load(Relaxed),
+        refused: REFUSED.load(Relaxed),
+        global_table_pages: t.map_or(0, |t| t.table_pages),
+    }
+}
+
+/// Walks the nonsensitive tables and reports mappings of sensitive pages and required kernel
+/// memory that is not mapped. Sleeps; process context only.
+pub(crate) fn verify() -> Report {
+    let mut r = Report::default();
+    if let Some(t) = get() {
+        t.verify_into(&mut r);
+    }
+    r
+}
+
+/// Whether the entry of ASI's direct map for `pfn` is present.
+pub(crate) fn direct_map_present(pfn: u64) -> Option<bool> {
+    let t = get()?;
+    let (table, index) = t.pte_slot(pfn)?;
+    Some(t.mem.read(table, index) & bits::PRESENT != 0)
+}
+
+/// Whether `pfn` is sensitive, `None` before the tables exist.
+pub(crate) fn is_sensitive(pfn: u64) -> Option<bool> {
+    get().map(|t| t.is_sensitive(pfn))
+}
+
+/// Exposes the kernel's top-level table, for the domains of the next step.
+#[expect(dead_code, reason = "per-mm domains copy the kernel half from here")]
+pub(crate) fn kernel_pgd() -> Option<u64> {
+    get().map(|t| t.kernel_pgd)
+}
