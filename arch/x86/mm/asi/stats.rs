@@ -14,6 +14,8 @@ pub(crate) struct Stats {
     pub(crate) tables: bool,
     /// Pages currently absent from the nonsensitive direct map because they hold user data.
     pub(crate) sensitive_pages: u64,
+    /// Pages allocated for user data since the tables exist.
+    pub(crate) user_pages_allocated: u64,
     /// Pages made sensitive (unmapped) since boot.
     pub(crate) flips_to_sensitive: u64,
     /// Pages made nonsensitive (zeroed and mapped) since boot.
@@ -34,6 +36,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "tables: {}", if self.tables { "yes" } else { "no" })?;
         writeln!(f, "sensitive_pages: {}", self.sensitive_pages)?;
+        writeln!(f, "user_pages_allocated: {}", self.user_pages_allocated)?;
         writeln!(f, "flips_to_sensitive: {}", self.flips_to_sensitive)?;
         writeln!(f, "flips_to_nonsensitive: {}", self.flips_to_nonsensitive)?;
         writeln!(f, "tlb_flushes: {}", self.tlb_flushes)?;
@@ -210,7 +213,7 @@ mod tests {
             ..Stats::default()
         };
         let text = format!("{s}");
-        assert!(text.starts_with("tables: yes\nsensitive_pages: 0\n"));
+        assert!(text.starts_with("tables: yes\nsensitive_pages: 0\nuser_pages_allocated: 0\n"));
         assert!(text.ends_with("global_table_pages: 3\nglobal_table_bytes: 12288\n"));
     }
 }

@@ -57,6 +57,7 @@ pub(crate) struct Tables {
 static TABLES: SetOnce<Tables> = SetOnce::new();
 
 static SENSITIVE_PAGES: Atomic<u64> = Atomic::new(0);
+static USER_PAGES: Atomic<u64> = Atomic::new(0);
 static FLIPS_TO_SENSITIVE: Atomic<u64> = Atomic::new(0);
 static FLIPS_TO_NONSENSITIVE: Atomic<u64> = Atomic::new(0);
 static TLB_FLUSHES: Atomic<u64> = Atomic::new(0);
@@ -297,11 +298,15 @@ impl Tables {
             let end = va.saturating_add(len);
             let mut page = first;
             while page < end {
-                required_pages += 1;
-                if self.translate(page).is_none() {
-                    let pfn = sys::kernel_leaf(page).map(|(lv, e)| {
-                        (self.paging.leaf_frame(lv, e) + (page & (lv.span() - 1))) >> 12
-                    });
+                // What the kernel itself does not map (freed parts of the kernel image) is
+                // not required.
+                let kernel = sys::kernel_leaf(page);
+                if kernel.is_some() {
+                    required_pages += 1;
+                }
+                if let (Some((lv, e)), None) = (kernel, self.translate(page)) {
+                    let pfn =
+                        Some((self.paging.leaf_frame(lv, e) | (page & (lv.span() - 1))) >> 12);
                     // Runs under RCU: the list may only grow with GFP_ATOMIC.
                     if found
                         .push(
@@ -348,6 +353,7 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
     let end = pfn.saturating_add(nr).min(t.pages);
     let needed = (pfn..end).filter(|&p| !t.is_sensitive(p)).count() as u64;
     if needed == 0 {
+        USER_PAGES.add(nr, Relaxed);
         return true;
     }
     if !can_flush {
@@ -382,6 +388,7 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
         sys::flush_kernel_all();
     }
     sys::batch_free(batch);
+    USER_PAGES.add(nr, Relaxed);
     let flipped = needed.saturating_add(extra);
     SENSITIVE_PAGES.add(flipped, Relaxed);
     FLIPS_TO_SENSITIVE.add(flipped, Relaxed);
@@ -442,6 +449,7 @@ pub(crate) fn stats() -> Stats {
     Stats {
         tables: t.is_some(),
         sensitive_pages: SENSITIVE_PAGES.load(Relaxed),
+        user_pages_allocated: USER_PAGES.load(Relaxed),
         flips_to_sensitive: FLIPS_TO_SENSITIVE.load(Relaxed),
         flips_to_nonsensitive: FLIPS_TO_NONSENSITIVE.load(Relaxed),
         tlb_flushes: TLB_FLUSHES.load(Relaxed),

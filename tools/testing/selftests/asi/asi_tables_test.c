@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Address Space Isolation: run workloads that allocate user data of every
+ * kind ASI keeps out of its nonsensitive tables (process memory, tmpfs page
+ * cache, pipe buffers) and check, during and after each, that the verifier
+ * in /sys/kernel/debug/asi/verify finds no mapping of a sensitive page and
+ * no unmapped kernel memory. Skips when ASI is off (no tables to verify).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+
+#define ASI_DIR		"/sys/kernel/debug/asi"
+#define MIB		(1024 * 1024)
+
+/* Value of "key: N" in @path, -1 if the file or the key is missing. */
+static long read_key(const char *path, const char *key)
+{
+	char line[256];
+	long val = -1;
+	size_t klen = strlen(key);
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f && errno == ENOENT)
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	if (!f)
+		f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			val = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+/* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
+static long verify(void)
+{
+	if (read_key(ASI_DIR "/verify", "domains") <= 0)
+		return -2;
+	return read_key(ASI_DIR "/verify", "problems");
+}
+
+#define SKIP_IF_NO_ASI()						\
+	do {								\
+		if (verify() == -2)					\
+			SKIP(return, "ASI is off: no nonsensitive tables");	\
+	} while (0)
+
+TEST(fork_exec_loop)
+{
+	int i;
+
+	SKIP_IF_NO_ASI();
+	for (i = 0; i < 50; i++) {
+		pid_t pid = fork();
+		int status;
+
+		ASSERT_GE(pid, 0);
+		if (!pid) {
+			execl("/bin/sh", "sh", "-c", "exit 7", NULL);
+			_exit(1);
+		}
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(7, WEXITSTATUS(status));
+	}
+	ASSERT_EQ(0, verify());
+}
+
+TEST(mmap_mprotect_munmap)
+{
+	size_t len = 8 * MIB;
+	int i;
+
+	SKIP_IF_NO_ASI();
+	for (i = 0; i < 10; i++) {
+		char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		size_t off;
+
+		ASSERT_NE(MAP_FAILED, p);
+		for (off = 0; off < len; off += 4096)
+			p[off] = (char)(off >> 12) | 1;
+		ASSERT_EQ(0, mprotect(p, len, PROT_READ));
+		for (off = 0; off < len; off += 4096)
+			ASSERT_EQ((char)(off >> 12) | 1, p[off]);
+		/* The process's memory is held: none of it may be mapped. */
+		if (i == 0)
+			ASSERT_EQ(0, verify());
+		ASSERT_EQ(0, munmap(p, len));
+	}
+	ASSERT_EQ(0, verify());
+}
+
+TEST(tmpfs_write_read)
+{
+	const char *path = "/tmp/asi_tables_test";
+	static char buf[64 * 1024], back[64 * 1024];
+	int fd, i;
+
+	SKIP_IF_NO_ASI();
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ASSERT_GE(fd, 0);
+	for (i = 0; i < 128; i++) {
+		memset(buf, i, sizeof(buf));
+		ASSERT_EQ(sizeof(buf), write(fd, buf, sizeof(buf)));
+	}
+	ASSERT_EQ(0, lseek(fd, 0, SEEK_SET));
+	for (i = 0; i < 128; i++) {
+		memset(buf, i, sizeof(buf));
+		ASSERT_EQ(sizeof(back), read(fd, back, sizeof(back)));
+		ASSERT_EQ(0, memcmp(buf, back, sizeof(buf)));
+	}
+	/* 8 MiB of page cache is held. */
+	ASSERT_EQ(0, verify());
+	close(fd);
+	ASSERT_EQ(0, unlink(path));
+	ASSERT_EQ(0, verify());
+}
+
+TEST(pipe_ping_pong)
+{
+	int to_child[2], to_parent[2], i, status;
+	char msg[4096], got[4096];
+	pid_t pid;
+
+	SKIP_IF_NO_ASI();
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(to_parent));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		for (i = 0; i < 500; i++) {
+			if (read(to_child[0], got, sizeof(got)) != sizeof(got))
+				_exit(1);
+			if (write(to_parent[1], got, sizeof(got)) != sizeof(got))
+				_exit(2);
+		}
+		_exit(0);
+	}
+	for (i = 0; i < 500; i++) {
+		memset(msg, i, sizeof(msg));
+		ASSERT_EQ(sizeof(msg), write(to_child[1], msg, sizeof(msg)));
+		ASSERT_EQ(sizeof(got), read(to_parent[0], got, sizeof(got)));
+		ASSERT_EQ(0, memcmp(msg, got, sizeof(msg)));
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, verify());
+}
+
+static void *toucher(void *arg)
+{
+	size_t len = 2 * MIB, off;
+	char *p = malloc(len);
+
+	if (!p)
+		return (void *)1;
+	for (off = 0; off < len; off += 4096)
+		p[off] = 1;
+	free(p);
+	return NULL;
+}
+
+TEST(threads)
+{
+	pthread_t t[4];
+	void *ret;
+	int i;
+
+	SKIP_IF_NO_ASI();
+	for (i = 0; i < 4; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, toucher, NULL));
+	for (i = 0; i < 4; i++) {
+		ASSERT_EQ(0, pthread_join(t[i], &ret));
+		ASSERT_EQ(NULL, ret);
+	}
+	ASSERT_EQ(0, verify());
+}
+
+/* The counters show that user pages were made sensitive at all. */
+TEST(user_pages_are_counted)
+{
+	SKIP_IF_NO_ASI();
+	ASSERT_GT(read_key(ASI_DIR "/stats", "sensitive_pages"), 0);
+	ASSERT_GT(read_key(ASI_DIR "/stats", "flips_to_sensitive"), 0);
+	ASSERT_GT(read_key(ASI_DIR "/stats", "tlb_flushes"), 0);
+}
+
+TEST_HARNESS_MAIN
