@@ -251,30 +251,30 @@ void asi_clear_page(unsigned long pfn)
 }
 
 /*
- * Call @fn for every range of kernel memory that the kernel reaches at any
+ * Call @cb for every range of kernel memory that the kernel reaches at any
  * time and so must be mapped in the nonsensitive tables: the kernel image,
  * each CPU's per-CPU area, GDT, TSS, entry stack and IDT, and the stack of
- * every task. Runs under rcu_read_lock(), so @fn must not sleep.
+ * every task. Runs under rcu_read_lock(), so @cb must not sleep.
  */
-void asi_for_each_required(asi_required_fn fn, void *ctx)
+void asi_for_each_required(asi_required_fn cb, void *ctx)
 {
 	struct task_struct *g, *t;
 	struct desc_ptr idt;
 	unsigned int cpu;
 
-	fn(ctx, "kernel-image", (unsigned long)_text,
+	cb(ctx, "kernel-image", (unsigned long)_text,
 	   PFN_ALIGN(_brk_end) - (unsigned long)_text);
 	store_idt(&idt);
-	fn(ctx, "idt", idt.address, idt.size + 1UL);
+	cb(ctx, "idt", idt.address, idt.size + 1UL);
 	for_each_possible_cpu(cpu) {
 		struct cpu_entry_area *cea = get_cpu_entry_area(cpu);
 
-		fn(ctx, "per-cpu", (unsigned long)__per_cpu_start + per_cpu_offset(cpu),
+		cb(ctx, "per-cpu", (unsigned long)__per_cpu_start + per_cpu_offset(cpu),
 		   __per_cpu_end - __per_cpu_start);
-		fn(ctx, "gdt", (unsigned long)get_cpu_gdt_rw(cpu), PAGE_SIZE);
-		fn(ctx, "gdt-ro", (unsigned long)get_cpu_gdt_ro(cpu), PAGE_SIZE);
-		fn(ctx, "tss", (unsigned long)&cea->tss, sizeof(cea->tss));
-		fn(ctx, "entry-stack", (unsigned long)&cea->entry_stack_page,
+		cb(ctx, "gdt", (unsigned long)get_cpu_gdt_rw(cpu), PAGE_SIZE);
+		cb(ctx, "gdt-ro", (unsigned long)get_cpu_gdt_ro(cpu), PAGE_SIZE);
+		cb(ctx, "tss", (unsigned long)&cea->tss, sizeof(cea->tss));
+		cb(ctx, "entry-stack", (unsigned long)&cea->entry_stack_page,
 		   sizeof(cea->entry_stack_page));
 	}
 
@@ -284,7 +284,7 @@ void asi_for_each_required(asi_required_fn fn, void *ctx)
 
 		if (!stack)
 			continue;
-		fn(ctx, "kernel-stack", (unsigned long)stack, THREAD_SIZE);
+		cb(ctx, "kernel-stack", (unsigned long)stack, THREAD_SIZE);
 		put_task_stack(t);
 	}
 	rcu_read_unlock();

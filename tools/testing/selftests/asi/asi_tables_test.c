@@ -49,7 +49,7 @@ static long read_key(const char *path, const char *key)
 }
 
 /* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
-static long verify(void)
+static long verifier_problems(void)
 {
 	if (read_key(ASI_DIR "/verify", "domains") <= 0)
 		return -2;
@@ -58,7 +58,7 @@ static long verify(void)
 
 #define SKIP_IF_NO_ASI()						\
 	do {								\
-		if (verify() == -2)					\
+		if (verifier_problems() == -2)					\
 			SKIP(return, "ASI is off: no nonsensitive tables");	\
 	} while (0)
 
@@ -80,7 +80,7 @@ TEST(fork_exec_loop)
 		ASSERT_TRUE(WIFEXITED(status));
 		ASSERT_EQ(7, WEXITSTATUS(status));
 	}
-	ASSERT_EQ(0, verify());
+	ASSERT_EQ(0, verifier_problems());
 }
 
 TEST(mmap_mprotect_munmap)
@@ -102,10 +102,10 @@ TEST(mmap_mprotect_munmap)
 			ASSERT_EQ((char)(off >> 12) | 1, p[off]);
 		/* The process's memory is held: none of it may be mapped. */
 		if (i == 0)
-			ASSERT_EQ(0, verify());
+			ASSERT_EQ(0, verifier_problems());
 		ASSERT_EQ(0, munmap(p, len));
 	}
-	ASSERT_EQ(0, verify());
+	ASSERT_EQ(0, verifier_problems());
 }
 
 TEST(tmpfs_write_read)
@@ -128,10 +128,10 @@ TEST(tmpfs_write_read)
 		ASSERT_EQ(0, memcmp(buf, back, sizeof(buf)));
 	}
 	/* 8 MiB of page cache is held. */
-	ASSERT_EQ(0, verify());
+	ASSERT_EQ(0, verifier_problems());
 	close(fd);
 	ASSERT_EQ(0, unlink(path));
-	ASSERT_EQ(0, verify());
+	ASSERT_EQ(0, verifier_problems());
 }
 
 TEST(pipe_ping_pong)
@@ -163,7 +163,7 @@ TEST(pipe_ping_pong)
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(0, WEXITSTATUS(status));
-	ASSERT_EQ(0, verify());
+	ASSERT_EQ(0, verifier_problems());
 }
 
 static void *toucher(void *arg)
@@ -192,7 +192,7 @@ TEST(threads)
 		ASSERT_EQ(0, pthread_join(t[i], &ret));
 		ASSERT_EQ(NULL, ret);
 	}
-	ASSERT_EQ(0, verify());
+	ASSERT_EQ(0, verifier_problems());
 }
 
 /* The counters show that user pages were made sensitive at all. */
