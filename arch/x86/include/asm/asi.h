@@ -49,7 +49,7 @@ struct asi_layout {
 	u32	levels;		/* 4 or 5 */
 };
 
-/* Called by asi_for_each_required() for each range that must stay mapped. */
+/* Called by asi_visit_required() for each range that must stay mapped. */
 typedef void (*asi_required_fn)(void *ctx, const char *what, unsigned long va,
 				unsigned long len);
 
@@ -78,7 +78,7 @@ void asi_flush_kernel_all(void);
 unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable);
 void asi_batch_free(const unsigned long *pfns, unsigned int n);
 void asi_clear_page(unsigned long pfn);
-void asi_for_each_required(asi_required_fn fn, void *ctx);
+void asi_visit_required(asi_required_fn fn, void *ctx);
 u64 asi_ktime_ns(void);
 
 /* Rust, called from C. */

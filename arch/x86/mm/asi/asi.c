@@ -256,7 +256,7 @@ void asi_clear_page(unsigned long pfn)
  * each CPU's per-CPU area, GDT, TSS, entry stack and IDT, and the stack of
  * every task. Runs under rcu_read_lock(), so @cb must not sleep.
  */
-void asi_for_each_required(asi_required_fn cb, void *ctx)
+void asi_visit_required(asi_required_fn cb, void *ctx)
 {
 	struct task_struct *g, *t;
 	struct desc_ptr idt;

@@ -239,7 +239,7 @@ pub(crate) fn for_each_required(f: &mut dyn FnMut(&'static CStr, u64, u64)) {
     let mut f = f;
     let ctx = core::ptr::from_mut::<&mut dyn FnMut(&'static CStr, u64, u64)>(&mut f).cast();
     // SAFETY: `trampoline` matches `asi_required_fn` and `ctx` outlives the call.
-    unsafe { bindings::asi_for_each_required(Some(trampoline), ctx) };
+    unsafe { bindings::asi_visit_required(Some(trampoline), ctx) };
 }
 
 /// Helpers of the KUnit suite: page allocations and mappings that the tests inspect.
