@@ -49,6 +49,11 @@ struct asi_layout {
 	u32	levels;		/* 4 or 5 */
 };
 
+struct mm_struct;
+
+/* Called by asi_visit_domains() for each mm with a nonsensitive table. */
+typedef void (*asi_domain_fn)(void *ctx, u64 mm_pgd, u64 asi_pgd);
+
 /* Called by asi_visit_required() for each range that must stay mapped. */
 typedef void (*asi_required_fn)(void *ctx, const char *what, unsigned long va,
 				unsigned long len);
@@ -79,11 +84,31 @@ unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable);
 void asi_batch_free(const unsigned long *pfns, unsigned int n);
 void asi_clear_page(unsigned long pfn);
 void asi_visit_required(asi_required_fn fn, void *ctx);
+u64 asi_alloc_domain(void);
+u64 asi_mm_pgd(struct mm_struct *mm);
+u64 asi_mm_domain(struct mm_struct *mm);
+void asi_mm_set_domain(struct mm_struct *mm, u64 pgd);
+void asi_visit_domains(asi_domain_fn fn, void *ctx);
 u64 asi_ktime_ns(void);
 
 /* Rust, called from C. */
 int asi_core_init(void);
 int asi_debugfs_init(void);
+int asi_mm_init(struct mm_struct *mm);
+void asi_mm_destroy(struct mm_struct *mm);
+
+/* Give a new mm its nonsensitive top-level table (init_new_context()). */
+static inline int asi_init_mm(struct mm_struct *mm)
+{
+	return asi_enabled() ? asi_mm_init(mm) : 0;
+}
+
+/* Free it again (destroy_context()). */
+static inline void asi_destroy_mm(struct mm_struct *mm)
+{
+	if (asi_enabled())
+		asi_mm_destroy(mm);
+}
 
 /*
  * Rust, called from the page allocator and from CPA in any context, NMI
@@ -115,6 +140,8 @@ unsigned long asi_test_vmap(unsigned long pfn);
 void asi_test_vunmap(unsigned long va);
 int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
 unsigned int asi_test_cpu(void);
+int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
+		       void *ctx);
 #endif
 
 #else /* !CONFIG_ASI */
@@ -126,6 +153,8 @@ static __always_inline bool asi_enabled(void)
 
 static inline void asi_check_boottime(void) { }
 static inline void asi_sync_direct_map(unsigned long va, unsigned long nr) { }
+static inline int asi_init_mm(struct mm_struct *mm) { return 0; }
+static inline void asi_destroy_mm(struct mm_struct *mm) { }
 
 #endif /* CONFIG_ASI */
 

@@ -14,12 +14,15 @@
 
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
+#include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 #include <linux/gfp.h>
 #include <linux/highmem.h>
 #include <linux/init.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
 #include <linux/printk.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task_stack.h>
 #include <linux/smp.h>
@@ -290,6 +293,91 @@ void asi_visit_required(asi_required_fn cb, void *ctx)
 	rcu_read_unlock();
 }
 
+#ifdef CONFIG_FAULT_INJECTION
+/* fail_asi_domain=: make the allocation of an mm's nonsensitive table fail. */
+static DECLARE_FAULT_ATTR(fail_asi_domain);
+
+static int __init fail_asi_domain_setup(char *str)
+{
+	return setup_fault_attr(&fail_asi_domain, str);
+}
+__setup("fail_asi_domain=", fail_asi_domain_setup);
+#endif
+
+/* A zeroed page for an mm's nonsensitive top-level table, 0 if none. */
+u64 asi_alloc_domain(void)
+{
+	unsigned long va;
+
+#ifdef CONFIG_FAULT_INJECTION
+	if (should_fail(&fail_asi_domain, PAGE_SIZE))
+		return 0;
+#endif
+	va = get_zeroed_page(GFP_KERNEL_ACCOUNT);
+	return va ? __pa(va) : 0;
+}
+
+u64 asi_mm_pgd(struct mm_struct *mm)
+{
+	return __pa(mm->pgd);
+}
+
+u64 asi_mm_domain(struct mm_struct *mm)
+{
+	pgd_t *pgd = READ_ONCE(mm->context.asi_pgd);
+
+	return pgd ? __pa(pgd) : 0;
+}
+
+void asi_mm_set_domain(struct mm_struct *mm, u64 pgd)
+{
+	WRITE_ONCE(mm->context.asi_pgd, pgd ? (pgd_t *)__va(pgd) : NULL);
+}
+
+/*
+ * A user-half top-level entry of some page table is being set: if the table
+ * is the PGD of an mm with a nonsensitive table, set the same entry there.
+ * Any context; the caller holds whatever protects the entry.
+ */
+void __asi_set_user_pgd(pgd_t *pgdp, pgd_t pgd)
+{
+	struct ptdesc *pt = virt_to_ptdesc(pgdp);
+	struct mm_struct *mm;
+	pgd_t *asi_pgd;
+
+	/* Top-level tables that are not an mm's are not page-table pages. */
+	if (!PageTable(ptdesc_page(pt)))
+		return;
+	mm = pgd_page_get_mm(pt);
+	if (!mm || mm == &init_mm || mm->pgd != (pgd_t *)((unsigned long)pgdp & PAGE_MASK))
+		return;
+	asi_pgd = READ_ONCE(mm->context.asi_pgd);
+	if (asi_pgd)
+		WRITE_ONCE(asi_pgd[pgdp - mm->pgd], pgd);
+}
+
+/*
+ * Call @cb for every mm in use by a process, with its PGD and nonsensitive
+ * table. task_lock() keeps the mm alive while @cb runs, so @cb must not
+ * sleep. An mm shared by several processes is visited once for each.
+ */
+void asi_visit_domains(asi_domain_fn cb, void *ctx)
+{
+	struct task_struct *p;
+
+	rcu_read_lock();
+	for_each_process(p) {
+		struct mm_struct *mm;
+
+		task_lock(p);
+		mm = p->mm;
+		if (mm && !(p->flags & PF_KTHREAD))
+			cb(ctx, __pa(mm->pgd), asi_mm_domain(mm));
+		task_unlock(p);
+	}
+	rcu_read_unlock();
+}
+
 u64 asi_ktime_ns(void)
 {
 	return ktime_get_ns();
@@ -389,6 +477,43 @@ unsigned int asi_test_cpu(void)
 {
 	return raw_smp_processor_id();
 }
+
+/*
+ * Create an mm, its nonsensitive table failing to allocate if @fail, and
+ * let @check look at its PGD and nonsensitive table before it is dropped.
+ * -ENOMEM if mm_alloc() failed, -EOPNOTSUPP if @fail cannot be forced.
+ */
+int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
+		       void *ctx)
+{
+	struct mm_struct *mm;
+
+#ifdef CONFIG_FAULT_INJECTION
+	unsigned long probability = fail_asi_domain.probability;
+	int times = atomic_read(&fail_asi_domain.times);
+	int verbose = fail_asi_domain.verbose;
+
+	if (fail) {
+		fail_asi_domain.probability = 100;
+		fail_asi_domain.verbose = 0;
+		atomic_set(&fail_asi_domain.times, 1);
+	}
+#else
+	if (fail)
+		return -EOPNOTSUPP;
+#endif
+	mm = mm_alloc();
+#ifdef CONFIG_FAULT_INJECTION
+	fail_asi_domain.probability = probability;
+	fail_asi_domain.verbose = verbose;
+	atomic_set(&fail_asi_domain.times, times);
+#endif
+	if (!mm)
+		return -ENOMEM;
+	check(ctx, __pa(mm->pgd), asi_mm_domain(mm));
+	mmdrop(mm);
+	return 0;
+}
 #endif /* CONFIG_ASI_KUNIT_TEST */
 
 /*
@@ -415,6 +540,10 @@ early_initcall(asi_early_init);
 
 static int __init asi_late_init(void)
 {
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	if (asi_enabled())
+		fault_create_debugfs_attr("fail_asi_domain", NULL, &fail_asi_domain);
+#endif
 	return asi_debugfs_init();
 }
 late_initcall(asi_late_init);

@@ -53,7 +53,7 @@ mod tests {
         assert_eq!(crate::cr3_encoding_of(&snap), Ok(Cr3::from_raw(snap.cr3)));
     }
 
-    use crate::{stats::ProblemKind, tables};
+    use crate::{pgtable::TableMemory, stats::ProblemKind, tables};
 
     /// The tests below need the nonsensitive tables, which exist only with `asi=on`.
     fn tables_or_none() -> Option<&'static tables::Tables> {
@@ -231,5 +231,51 @@ mod tests {
         );
         assert_eq!(after.problems(), 0);
         Ok(())
+    }
+
+    #[test]
+    fn domains_follow_the_mm() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let before = tables::stats();
+        let mut checked = false;
+        sys::test::mm_domain(false, &mut |pgd, domain| {
+            checked = domain != 0;
+            if !checked {
+                return;
+            }
+            let mem = t.mem();
+            for i in 0..crate::pgtable::ENTRIES {
+                let src = if t.paging().kernel_half().contains(&i) {
+                    t.pgd()
+                } else {
+                    pgd
+                };
+                checked &= mem.read(domain, i) == mem.read(src, i);
+            }
+        })?;
+        let after = tables::stats();
+        assert!(checked);
+        assert_eq!(after.domains_created, before.domains_created + 1);
+        // Freed with the mm.
+        assert_eq!(after.domains, before.domains);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_domain_fails_the_mm_and_leaks_nothing() {
+        if tables_or_none().is_none() {
+            return;
+        }
+        let before = tables::stats();
+        let mut called = false;
+        let r = sys::test::mm_domain(true, &mut |_, _| called = true);
+        let after = tables::stats();
+        assert_eq!(r, Err(ENOMEM));
+        assert!(!called);
+        assert_eq!(after.domain_failures, before.domain_failures + 1);
+        assert_eq!(after.domains, before.domains);
+        assert_eq!(after.domains_created, before.domains_created);
     }
 }

@@ -23,6 +23,7 @@ use kernel::prelude::*;
 )]
 mod cr3;
 mod debugfs;
+mod domain;
 mod kunit;
 mod pgtable;
 mod stats;
@@ -79,6 +80,31 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
         }
     }
     0
+}
+
+/// Gives a new mm its nonsensitive top-level table, see [`domain::init_mm`].
+///
+/// # Safety
+///
+/// Called from `init_new_context()` with the new mm, which has its PGD and no user yet.
+#[export]
+pub unsafe extern "C" fn asi_mm_init(mm: *mut kernel::bindings::mm_struct) -> c_int {
+    // SAFETY: As guaranteed by the caller.
+    match unsafe { domain::init_mm(mm) } {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Frees an mm's nonsensitive top-level table, see [`domain::destroy_mm`].
+///
+/// # Safety
+///
+/// Called from `destroy_context()`: nothing uses the mm any more.
+#[export]
+pub unsafe extern "C" fn asi_mm_destroy(mm: *mut kernel::bindings::mm_struct) {
+    // SAFETY: As guaranteed by the caller.
+    unsafe { domain::destroy_mm(mm) }
 }
 
 /// Makes `nr` pages from `pfn` sensitive, see [`tables::make_sensitive`].

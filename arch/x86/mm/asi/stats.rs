@@ -29,6 +29,12 @@ pub(crate) struct Stats {
     pub(crate) refused: u64,
     /// Page-table pages of the global nonsensitive tables.
     pub(crate) global_table_pages: u64,
+    /// Per-mm nonsensitive top-level tables now allocated (one page each).
+    pub(crate) domains: u64,
+    /// Per-mm tables created since boot.
+    pub(crate) domains_created: u64,
+    /// Per-mm tables that could not be allocated (the fork or exec failed).
+    pub(crate) domain_failures: u64,
 }
 
 /// Writes the content of the debugfs `stats` file: one `key: value` pair per line.
@@ -47,6 +53,14 @@ impl fmt::Display for Stats {
             f,
             "global_table_bytes: {}",
             self.global_table_pages.saturating_mul(4096)
+        )?;
+        writeln!(f, "domains: {}", self.domains)?;
+        writeln!(f, "domains_created: {}", self.domains_created)?;
+        writeln!(f, "domain_failures: {}", self.domain_failures)?;
+        writeln!(
+            f,
+            "domain_table_bytes: {}",
+            self.domains.saturating_mul(4096)
         )
     }
 }
@@ -58,6 +72,11 @@ pub(crate) enum ProblemKind {
     SensitiveMapped,
     /// Kernel memory the kernel needs at any time (named) is not mapped.
     Unmapped(&'static str),
+    /// A process's mm has no nonsensitive top-level table.
+    DomainMissing,
+    /// An entry of an mm's nonsensitive top-level table differs from the global tables
+    /// (kernel half) or from the mm's PGD (user half).
+    DomainOutOfSync,
 }
 
 /// One problem: what, where, and the page it concerns.
@@ -76,6 +95,8 @@ impl fmt::Display for Problem {
         match self.kind {
             ProblemKind::SensitiveMapped => write!(f, "sensitive-mapped")?,
             ProblemKind::Unmapped(what) => write!(f, "unmapped {what}")?,
+            ProblemKind::DomainMissing => write!(f, "domain-missing")?,
+            ProblemKind::DomainOutOfSync => write!(f, "domain-out-of-sync")?,
         }
         write!(f, " va=0x{:x}", self.va)?;
         match self.pfn {
@@ -105,6 +126,8 @@ pub(crate) struct Report {
     pub(crate) sensitive_mapped: u64,
     /// Pages of required kernel memory found unmapped.
     pub(crate) unmapped: u64,
+    /// Problems of the per-mm tables.
+    pub(crate) domain: u64,
     /// The first [`LISTED_PROBLEMS`] problems.
     pub(crate) listed: [Option<Problem>; LISTED_PROBLEMS],
     /// How long the walk took.
@@ -121,6 +144,7 @@ impl Default for Report {
             required_pages: 0,
             sensitive_mapped: 0,
             unmapped: 0,
+            domain: 0,
             listed: [None; LISTED_PROBLEMS],
             elapsed_ns: 0,
         }
@@ -134,6 +158,7 @@ impl Report {
         match p.kind {
             ProblemKind::SensitiveMapped => self.sensitive_mapped += 1,
             ProblemKind::Unmapped(_) => self.unmapped += 1,
+            ProblemKind::DomainMissing | ProblemKind::DomainOutOfSync => self.domain += 1,
         }
         if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.listed.get_mut(n)) {
             *slot = Some(p);
@@ -142,7 +167,9 @@ impl Report {
 
     /// Problems found.
     pub(crate) fn problems(&self) -> u64 {
-        self.sensitive_mapped.saturating_add(self.unmapped)
+        self.sensitive_mapped
+            .saturating_add(self.unmapped)
+            .saturating_add(self.domain)
     }
 
     /// The listed problems.
@@ -161,6 +188,7 @@ impl fmt::Display for Report {
         writeln!(f, "required_pages: {}", self.required_pages)?;
         writeln!(f, "sensitive_mapped: {}", self.sensitive_mapped)?;
         writeln!(f, "unmapped_required: {}", self.unmapped)?;
+        writeln!(f, "domain_problems: {}", self.domain)?;
         writeln!(f, "elapsed_us: {}", self.elapsed_ns / 1000)?;
         writeln!(f, "problems: {}", self.problems())?;
         for p in self.listed() {
@@ -200,6 +228,22 @@ mod tests {
     }
 
     #[test]
+    fn domain_problems_are_counted_apart() {
+        let mut r = Report::default();
+        for kind in [ProblemKind::DomainMissing, ProblemKind::DomainOutOfSync] {
+            r.add(Problem {
+                kind,
+                va: 0x7f00_0000_0000,
+                pfn: Some(0x1234),
+            });
+        }
+        assert_eq!((r.domain, r.problems()), (2, 2));
+        let text = format!("{r}");
+        assert!(text.contains("problem: domain-missing va=0x7f0000000000 pfn=0x1234\n"));
+        assert!(text.contains("problem: domain-out-of-sync va=0x7f0000000000 pfn=0x1234\n"));
+    }
+
+    #[test]
     fn clean_report() {
         let text = format!("{}", Report::default());
         assert!(text.ends_with("problems: 0\n"));
@@ -214,6 +258,9 @@ mod tests {
         };
         let text = format!("{s}");
         assert!(text.starts_with("tables: yes\nsensitive_pages: 0\nuser_pages_allocated: 0\n"));
-        assert!(text.ends_with("global_table_pages: 3\nglobal_table_bytes: 12288\n"));
+        assert!(text.contains("global_table_pages: 3\nglobal_table_bytes: 12288\n"));
+        assert!(text.ends_with(
+            "domains: 0\ndomains_created: 0\ndomain_failures: 0\ndomain_table_bytes: 0\n"
+        ));
     }
 }

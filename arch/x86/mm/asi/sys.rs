@@ -309,9 +309,83 @@ pub(crate) mod test {
         unsafe { bindings::asi_test_run_on(pgd, Some(f), arg) }
     }
 
+    /// Creates an mm (its nonsensitive table failing to allocate if `fail`), calls
+    /// `check(pgd, domain)` with its PGD and nonsensitive table, and drops it.
+    pub(crate) fn mm_domain(fail: bool, check: &mut dyn FnMut(u64, u64)) -> kernel::error::Result {
+        /// # Safety
+        ///
+        /// `ctx` is the `&mut &mut dyn FnMut` below.
+        unsafe extern "C" fn trampoline(ctx: *mut kernel::ffi::c_void, pgd: u64, domain: u64) {
+            // SAFETY: `ctx` is the `&mut &mut dyn FnMut` passed below, alive for the call.
+            let f = unsafe { &mut *ctx.cast::<&mut dyn FnMut(u64, u64)>() };
+            f(pgd, domain);
+        }
+        let mut check = check;
+        let ctx = core::ptr::from_mut::<&mut dyn FnMut(u64, u64)>(&mut check).cast();
+        // SAFETY: `trampoline` matches the callback type and `ctx` outlives the call.
+        let ret = unsafe { bindings::asi_test_mm_domain(fail, Some(trampoline), ctx) };
+        kernel::error::to_result(ret)
+    }
+
     /// This CPU's number, read from per-CPU data.
     pub(crate) fn cpu() -> u32 {
         // SAFETY: No preconditions.
         unsafe { bindings::asi_test_cpu() }
     }
+}
+
+/// A zeroed page for an mm's nonsensitive top-level table (fault injection:
+/// `fail_asi_domain`). Its physical address, `None` on failure.
+pub(crate) fn alloc_domain() -> Option<u64> {
+    // SAFETY: No preconditions; may sleep, called from `init_new_context()`.
+    let pa = unsafe { bindings::asi_alloc_domain() };
+    (pa != 0).then_some(pa)
+}
+
+/// Physical address of `mm`'s PGD.
+///
+/// # Safety
+///
+/// `mm` is a live `struct mm_struct` whose PGD is allocated.
+pub(crate) unsafe fn mm_pgd(mm: *mut bindings::mm_struct) -> u64 {
+    // SAFETY: The caller guarantees `mm` is live.
+    unsafe { bindings::asi_mm_pgd(mm) }
+}
+
+/// Physical address of `mm`'s nonsensitive top-level table, 0 if it has none.
+///
+/// # Safety
+///
+/// `mm` is a live `struct mm_struct`.
+pub(crate) unsafe fn mm_domain(mm: *mut bindings::mm_struct) -> u64 {
+    // SAFETY: The caller guarantees `mm` is live.
+    unsafe { bindings::asi_mm_domain(mm) }
+}
+
+/// Sets `mm`'s nonsensitive top-level table (0 for none).
+///
+/// # Safety
+///
+/// `mm` is a live `struct mm_struct` that only the caller changes the table of, and `pgd` is
+/// 0 or a table page that stays allocated until it is replaced.
+pub(crate) unsafe fn mm_set_domain(mm: *mut bindings::mm_struct, pgd: u64) {
+    // SAFETY: The caller guarantees `mm` is live and `pgd` valid.
+    unsafe { bindings::asi_mm_set_domain(mm, pgd) }
+}
+
+/// Calls `f(mm_pgd, asi_pgd)` for the mm of each process, under `task_lock()`: `f` must not
+/// sleep.
+pub(crate) fn visit_domains(f: &mut dyn FnMut(u64, u64)) {
+    /// # Safety
+    ///
+    /// `ctx` is the `&mut &mut dyn FnMut` below.
+    unsafe extern "C" fn trampoline(ctx: *mut kernel::ffi::c_void, pgd: u64, domain: u64) {
+        // SAFETY: `ctx` is the `&mut &mut dyn FnMut` passed below, alive for the call.
+        let f = unsafe { &mut *ctx.cast::<&mut dyn FnMut(u64, u64)>() };
+        f(pgd, domain);
+    }
+    let mut f = f;
+    let ctx = core::ptr::from_mut::<&mut dyn FnMut(u64, u64)>(&mut f).cast();
+    // SAFETY: `trampoline` matches `asi_domain_fn` and `ctx` outlives the call.
+    unsafe { bindings::asi_visit_domains(Some(trampoline), ctx) };
 }

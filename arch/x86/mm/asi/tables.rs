@@ -45,8 +45,6 @@ pub(crate) struct Tables {
     page_offset: u64,
     /// Physical address of the top-level table.
     pgd: u64,
-    /// Physical address of the kernel's top-level table.
-    kernel_pgd: u64,
     /// Pages of the direct map, the number of bits in `sensitive`.
     pages: u64,
     pte_tables: KVVec<u64>,
@@ -141,7 +139,6 @@ pub(crate) fn init() -> Result {
         paging,
         page_offset: l.page_offset,
         pgd: built.pgd,
-        kernel_pgd: l.kernel_pgd,
         pages: l.direct_map_pages,
         pte_tables,
         sensitive,
@@ -150,6 +147,10 @@ pub(crate) fn init() -> Result {
     if !TABLES.populate(tables) {
         return Err(EBUSY);
     }
+    // Pages allocated or freed while the tables were built changed the kernel's direct map
+    // (with DEBUG_PAGEALLOC) after the builder copied it; from now on the hooks see every
+    // change, so one more pass over the direct map catches up.
+    mirror(l.page_offset, l.direct_map_pages);
     pr_info!(
         "nonsensitive tables: {} table pages ({} KiB), {} direct-map pages, {} shared entries, {} kernel tables populated\n",
         built.tables,
@@ -165,6 +166,16 @@ impl Tables {
     /// Physical address of the top-level table.
     pub(crate) fn pgd(&self) -> u64 {
         self.pgd
+    }
+
+    /// Access to page-table pages.
+    pub(crate) fn mem(&self) -> &DirectMapTables {
+        &self.mem
+    }
+
+    /// The paging mode.
+    pub(crate) fn paging(&self) -> Paging {
+        self.paging
     }
 
     /// The word of the bitmap holding `pfn`'s bit, and the bit.
@@ -326,6 +337,42 @@ impl Tables {
             }
         });
         r.required_pages += required_pages;
+        let half = self.paging.kernel_half();
+        let mut domains = 0u64;
+        sys::visit_domains(&mut |mm_pgd, domain| {
+            domains += 1;
+            let mut add = |kind, index: usize| {
+                let va = self.paging.top_entry_va(index);
+                if found
+                    .push(
+                        Problem {
+                            kind,
+                            va,
+                            pfn: Some(mm_pgd >> 12),
+                        },
+                        GFP_ATOMIC,
+                    )
+                    .is_err()
+                {
+                    overflow = overflow.saturating_add(1);
+                }
+            };
+            if domain == 0 {
+                add(ProblemKind::DomainMissing, 0);
+                return;
+            }
+            for i in 0..pgtable::ENTRIES {
+                let want = if half.contains(&i) {
+                    self.mem.read(self.pgd, i)
+                } else {
+                    self.mem.read(mm_pgd, i)
+                };
+                if self.mem.read(domain, i) != want {
+                    add(ProblemKind::DomainOutOfSync, i);
+                }
+            }
+        });
+        r.domains += domains;
         for p in found.iter() {
             r.add(*p);
         }
@@ -456,6 +503,9 @@ pub(crate) fn stats() -> Stats {
         zeroed_pages: ZEROED.load(Relaxed),
         refused: REFUSED.load(Relaxed),
         global_table_pages: t.map_or(0, |t| t.table_pages),
+        domains: crate::domain::counters().0,
+        domains_created: crate::domain::counters().1,
+        domain_failures: crate::domain::counters().2,
     }
 }
 
@@ -479,10 +529,4 @@ pub(crate) fn direct_map_present(pfn: u64) -> Option<bool> {
 /// Whether `pfn` is sensitive, `None` before the tables exist.
 pub(crate) fn is_sensitive(pfn: u64) -> Option<bool> {
     get().map(|t| t.is_sensitive(pfn))
-}
-
-/// Exposes the kernel's top-level table, for the domains of the next step.
-#[expect(dead_code, reason = "per-mm domains copy the kernel half from here")]
-pub(crate) fn kernel_pgd() -> Option<u64> {
-    get().map(|t| t.kernel_pgd)
 }

@@ -195,6 +195,72 @@ TEST(threads)
 	ASSERT_EQ(0, verifier_problems());
 }
 
+#define FAIL_DIR	"/sys/kernel/debug/fail_asi_domain"
+
+static int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t len;
+
+	if (fd < 0)
+		return -errno;
+	len = write(fd, val, strlen(val));
+	close(fd);
+	return len == (ssize_t)strlen(val) ? 0 : -EIO;
+}
+
+/* Make the next allocation of a per-mm nonsensitive table fail. */
+static int fail_next_domain(void)
+{
+	if (write_str(FAIL_DIR "/verbose", "0") || write_str(FAIL_DIR "/times", "1"))
+		return -1;
+	return write_str(FAIL_DIR "/probability", "100");
+}
+
+/*
+ * Without its nonsensitive table an mm cannot be created: fork and exec
+ * fail with ENOMEM, and no table is left behind.
+ */
+TEST(fork_and_exec_fail_without_domain)
+{
+	long live, failures, created;
+	int status;
+	pid_t pid;
+
+	SKIP_IF_NO_ASI();
+	if (access(FAIL_DIR "/probability", W_OK))
+		SKIP(return, "no fail_asi_domain (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	live = read_key(ASI_DIR "/stats", "domains");
+	failures = read_key(ASI_DIR "/stats", "domain_failures");
+	created = read_key(ASI_DIR "/stats", "domains_created");
+	ASSERT_GT(live, 0);
+
+	ASSERT_EQ(0, fail_next_domain());
+	pid = fork();
+	if (!pid)
+		_exit(0);
+	ASSERT_EQ(-1, pid);
+	ASSERT_EQ(ENOMEM, errno);
+
+	ASSERT_EQ(0, fail_next_domain());
+	execl("/bin/sh", "sh", "-c", "exit 0", NULL);
+	ASSERT_EQ(ENOMEM, errno);
+	ASSERT_EQ(0, write_str(FAIL_DIR "/probability", "0"));
+
+	ASSERT_EQ(failures + 2, read_key(ASI_DIR "/stats", "domain_failures"));
+	ASSERT_EQ(created, read_key(ASI_DIR "/stats", "domains_created"));
+	ASSERT_EQ(live, read_key(ASI_DIR "/stats", "domains"));
+
+	/* And once allocations work again, so does fork. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(3);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(3, WEXITSTATUS(status));
+	ASSERT_EQ(0, verifier_problems());
+}
+
 /* The counters show that user pages were made sensitive at all. */
 TEST(user_pages_are_counted)
 {

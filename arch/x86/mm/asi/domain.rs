@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-mm nonsensitive top-level tables, "domains".
+//!
+//! Each user mm gets a top-level table of its own: the kernel half is copied from the global
+//! nonsensitive tables (whose top-level entries never change after boot, see
+//! [`crate::tables`]), the user half is the mm's own (a process's memory is no secret to
+//! itself). It is created with the mm (`init_new_context()`) and freed with it
+//! (`destroy_context()`); the user half is kept in sync by `__asi_set_user_pgd()`, which
+//! mirrors every write of a user-half top-level entry of the mm's PGD, as PTI does for its
+//! user PGD.
+
+use crate::{pgtable::TableMemory, sys, tables};
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+};
+
+static LIVE: Atomic<u64> = Atomic::new(0);
+static CREATED: Atomic<u64> = Atomic::new(0);
+static FAILED: Atomic<u64> = Atomic::new(0);
+
+/// Counters of the domains: live, created since boot, failed allocations.
+pub(crate) fn counters() -> (u64, u64, u64) {
+    (
+        LIVE.load(Relaxed),
+        CREATED.load(Relaxed),
+        FAILED.load(Relaxed),
+    )
+}
+
+/// Gives `mm` its nonsensitive top-level table. Fails with `ENOMEM`, leaving nothing
+/// allocated, if the table cannot be allocated.
+///
+/// # Safety
+///
+/// `mm` is a new mm, with its PGD, that no other thread uses yet.
+pub(crate) unsafe fn init_mm(mm: *mut bindings::mm_struct) -> Result {
+    let Some(t) = tables::get() else {
+        return Ok(());
+    };
+    let Some(domain) = sys::alloc_domain() else {
+        FAILED.add(1, Relaxed);
+        return Err(ENOMEM);
+    };
+    // SAFETY: The caller guarantees `mm` is live, with its PGD.
+    let pgd = unsafe { sys::mm_pgd(mm) };
+    t.fill_domain(domain, pgd);
+    // SAFETY: `mm` is new and only this thread uses it; `domain` stays allocated until
+    // `destroy_mm()` replaces it.
+    unsafe { sys::mm_set_domain(mm, domain) };
+    LIVE.add(1, Relaxed);
+    CREATED.add(1, Relaxed);
+    Ok(())
+}
+
+/// Frees `mm`'s nonsensitive top-level table.
+///
+/// # Safety
+///
+/// `mm` is being freed: no task uses it any more.
+pub(crate) unsafe fn destroy_mm(mm: *mut bindings::mm_struct) {
+    // SAFETY: The caller guarantees `mm` is live until this returns.
+    let domain = unsafe { sys::mm_domain(mm) };
+    if domain == 0 {
+        return;
+    }
+    // SAFETY: Nothing else uses `mm` any more.
+    unsafe { sys::mm_set_domain(mm, 0) };
+    sys::free_table(domain);
+    LIVE.fetch_sub(1, Relaxed);
+}
+
+impl tables::Tables {
+    /// Fills the new domain table `domain`: the user half from the mm's PGD `pgd`, the kernel
+    /// half from the global nonsensitive tables.
+    fn fill_domain(&self, domain: u64, pgd: u64) {
+        let mem = self.mem();
+        for i in 0..crate::pgtable::ENTRIES {
+            let src = if self.paging().kernel_half().contains(&i) {
+                self.pgd()
+            } else {
+                pgd
+            };
+            mem.write_owned(domain, i, mem.read(src, i));
+        }
+    }
+}
