@@ -7,6 +7,7 @@ Used by scripts/asi; not meant to be run by hand, but it can be:
   asi_series.py check    REPO
   asi_series.py assemble REPO GIT_DIR BASE_COMMIT   -> prints the tip commit
   asi_series.py cover    REPO                       -> prints the cover letter
+  asi_series.py export   REPO GIT_DIR BASE TIP      -> writes BASE..TIP back into REPO
 """
 
 import os
@@ -232,6 +233,111 @@ def earlier_version(repo, name, patches, tmp):
     return os.path.join(work, name)
 
 
+def slug(subject):
+    """A patch file name for a commit subject."""
+    words = "".join(c if c.isalnum() else " " for c in subject.lower()).split()
+    return "-".join(words)[:60].rstrip("-") + ".patch"
+
+
+def export(repo, git_dir, base, tip):
+    """Turn the commits BASE..TIP of the kernel tree into overlay files, patches and
+    manifest entries in REPO, then check that assembling them gives the same trees."""
+    old = Manifest(repo)
+    names = {}
+    for e in old.entries:
+        for f in e.files:
+            if f.startswith("patches/"):
+                names.setdefault(e.subject, f)
+                break
+    commits = git(git_dir, "rev-list", "--reverse", "--no-merges", f"{base}..{tip}").split()
+    if not commits:
+        raise SeriesError(f"no commits between {base} and {tip}")
+    if git(git_dir, "rev-list", "--merges", f"{base}..{tip}"):
+        raise SeriesError("the series has merge commits; rebase it first")
+    in_base = set(git(git_dir, "ls-tree", "-r", "--name-only", base).split("\n"))
+    overlay_owner = {}
+    entries = []
+    used = set()
+    for c in commits:
+        message = git(git_dir, "log", "-1", "--format=%B", c)
+        lines = [l for l in message.split("\n") if not l.startswith("Signed-off-by: ")]
+        subject = lines[0].strip()
+        body = "\n".join(lines[1:]).strip("\n")
+        if not subject or not body:
+            raise SeriesError(f"commit {c[:12]} needs a subject and a changelog")
+        status = git(git_dir, "diff-tree", "-r", "--no-renames", "--no-commit-id",
+                     "--name-status", f"{c}^", c)
+        created, patched = [], []
+        for line in status.split("\n"):
+            if not line:
+                continue
+            st, path = line.split("\t", 1)
+            overlay = path.split("/", 1)[0] in OVERLAY_ROOTS and path not in in_base
+            if st == "A" and overlay and path not in overlay_owner:
+                created.append(path)
+                overlay_owner[path] = subject
+            else:
+                patched.append(path)
+        files = []
+        if patched:
+            name = names.get(subject) or "patches/" + slug(subject)
+            n = 2
+            while name in used:
+                name = f"patches/{slug(subject)[:-6]}-{n}.patch"
+                n += 1
+            used.add(name)
+            diff = git(git_dir, "diff", "--no-renames", "--full-index", f"{c}^", c,
+                       "--", *patched)
+            with open(os.path.join(repo, name), "w", encoding="utf-8") as f:
+                f.write(diff + "\n")
+            files.append(name)
+        files += created
+        if not files:
+            raise SeriesError(f"commit {c[:12]} ({subject}) changes nothing")
+        entries.append((subject, files, body))
+
+    # Overlay files: their content at the tip; those gone from the series go.
+    final = set(overlay_owner)
+    for f in overlay_files(repo):
+        if f not in final:
+            os.remove(os.path.join(repo, f))
+    for f in final:
+        data = subprocess.run(["git", "cat-file", "blob", f"{tip}:{f}"],
+                              env=dict(os.environ, GIT_DIR=git_dir),
+                              check=True, capture_output=True).stdout
+        path = os.path.join(repo, f)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(data)
+        mode = git(git_dir, "ls-tree", tip, "--", f).split()[0]
+        os.chmod(path, 0o755 if mode == "100755" else 0o644)
+    for f in os.listdir(os.path.join(repo, "patches")):
+        if f.endswith(".patch") and f"patches/{f}" not in used:
+            os.remove(os.path.join(repo, "patches", f))
+
+    # The manifest: its header and cover letter as they were, then the entries.
+    text = open(os.path.join(repo, MANIFEST), encoding="utf-8").read()
+    head = text[:text.index("\n===") + 1] if "\n===" in text else text
+    out = [head.rstrip("\n") + "\n"]
+    for subject, files, body in entries:
+        out.append(f"\n=== {subject}\nFiles:\n")
+        out += [f"\t{f}\n" for f in files]
+        out.append(f"\n{body}\n")
+    with open(os.path.join(repo, MANIFEST), "w", encoding="utf-8") as f:
+        f.write("".join(out))
+
+    # Round trip: assembling the result must give the same trees.
+    rebuilt = assemble(repo, git_dir, base)
+    again = git(git_dir, "rev-list", "--reverse", f"{base}..{rebuilt}").split()
+    if len(again) != len(commits):
+        raise SeriesError("the exported series has a different number of commits")
+    for a, b in zip(commits, again):
+        if git(git_dir, "rev-parse", f"{a}^{{tree}}") != git(git_dir, "rev-parse", f"{b}^{{tree}}"):
+            raise SeriesError(f"exported commit '{git(git_dir, 'log', '-1', '--format=%s', a)}'"
+                              " does not rebuild the same tree")
+    return rebuilt
+
+
 def cover(repo):
     m = Manifest(repo)
     body = "\n".join(m.cover).strip("\n")
@@ -246,6 +352,8 @@ def main(argv):
             Manifest(argv[2]).check()
         elif len(argv) == 5 and argv[1] == "assemble":
             print(assemble(argv[2], argv[3], argv[4]))
+        elif len(argv) == 6 and argv[1] == "export":
+            print(export(argv[2], argv[3], argv[4], argv[5]))
         elif len(argv) == 3 and argv[1] == "cover":
             sys.stdout.write(cover(argv[2]))
         else:
