@@ -286,10 +286,12 @@ def export(repo, git_dir, base, tip):
                 name = f"patches/{slug(subject)[:-6]}-{n}.patch"
                 n += 1
             used.add(name)
-            diff = git(git_dir, "diff", "--no-renames", "--full-index", f"{c}^", c,
-                       "--", *patched)
-            with open(os.path.join(repo, name), "w", encoding="utf-8") as f:
-                f.write(diff + "\n")
+            diff = subprocess.run(
+                ["git", "diff", "--no-renames", "--full-index", f"{c}^", c, "--", *patched],
+                env=dict(os.environ, GIT_DIR=git_dir), check=True,
+                capture_output=True).stdout
+            with open(os.path.join(repo, name), "wb") as f:
+                f.write(diff)
             files.append(name)
         files += created
         if not files:
