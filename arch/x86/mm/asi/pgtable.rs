@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! x86-64 page tables as ASI builds and walks them.
+//! x86-64 page tables as ASI builds them.
 //!
-//! This file only uses `core`: it is built into the kernel and, unchanged, into the host test
-//! crate. Page-table memory is reached through [`TableMemory`], which the kernel implements
-//! with its direct map and the host tests with an array, so the algorithms below run the same
-//! on both.
+//! This file only uses `core` and [`kernel::mm::pgtable`] (which only uses `core` too): it is
+//! built into the kernel and, unchanged, into the host test crate. Page-table memory is reached
+//! through [`TableMemory`], which the kernel implements with its direct map and the host tests
+//! with an array, so the algorithms below run the same on both.
 //!
 //! The nonsensitive tables share everything with the kernel's own tables except the direct
 //! map: a top-level entry that does not reach into the direct map is copied, so the subtree
@@ -13,8 +13,8 @@
 //! has its own table, down to 4 KiB entries for the direct map itself, and copies the entries
 //! of that table that lie outside the direct map.
 
-/// Entries in one table of any level.
-pub(crate) const ENTRIES: usize = 512;
+pub(crate) use kernel::mm::pgtable::{Format, Level, Range, TableMemory, ENTRIES};
+
 /// Size of a base page.
 pub(crate) const PAGE_SIZE: u64 = 1 << 12;
 
@@ -30,80 +30,6 @@ pub(crate) mod bits {
     pub(crate) const GLOBAL: u64 = 1 << 8;
     /// PAT bit of a 2 MiB or 1 GiB entry.
     pub(crate) const PAT_LARGE: u64 = 1 << 12;
-}
-
-/// A level of the page-table tree: 0 holds 4 KiB entries (PTE), 1 is the PMD, 2 the PUD, 3 the
-/// P4D and 4 the PGD of 5-level paging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Level(u32);
-
-impl Level {
-    /// The level of 4 KiB entries.
-    pub(crate) const PTE: Level = Level(0);
-    /// The level whose entries point to PTE tables or map 2 MiB.
-    pub(crate) const PMD: Level = Level(1);
-    /// The level whose entries point to PMD tables or map 1 GiB.
-    pub(crate) const PUD: Level = Level(2);
-
-    /// Bit position of the address range one entry of this level covers.
-    pub(crate) fn shift(self) -> u32 {
-        12 + 9 * self.0
-    }
-
-    /// Bytes one entry of this level covers.
-    pub(crate) fn span(self) -> u64 {
-        1u64 << self.shift()
-    }
-
-    /// Index of the entry of this level that covers `va`.
-    pub(crate) fn index(self, va: u64) -> usize {
-        // Masked to 9 bits, so the conversion is lossless.
-        ((va >> self.shift()) & 0x1ff) as usize
-    }
-
-    /// The level below, `None` for the PTE level.
-    pub(crate) fn below(self) -> Option<Level> {
-        self.0.checked_sub(1).map(Level)
-    }
-
-    /// Whether an entry of this level can map memory directly (4 KiB, 2 MiB, 1 GiB).
-    pub(crate) fn can_be_leaf(self) -> bool {
-        self.0 <= 2
-    }
-
-    /// The level as a number, 0 for the PTE level.
-    pub(crate) fn number(self) -> u32 {
-        self.0
-    }
-}
-
-/// An inclusive range of virtual or physical addresses. Inclusive, so the range that ends at
-/// the top of the address space can be written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Range {
-    /// First address.
-    pub(crate) first: u64,
-    /// Last address.
-    pub(crate) last: u64,
-}
-
-impl Range {
-    /// The range of `len` bytes at `start`, `None` if it is empty or wraps.
-    pub(crate) fn with_len(start: u64, len: u64) -> Option<Range> {
-        let last = start.checked_add(len.checked_sub(1)?)?;
-        Some(Range { first: start, last })
-    }
-
-    /// Whether the two ranges share an address.
-    pub(crate) fn overlaps(&self, other: &Range) -> bool {
-        self.first <= other.last && other.first <= self.last
-    }
-
-    /// Whether `addr` lies in the range.
-    #[cfg(test)]
-    pub(crate) fn contains(&self, addr: u64) -> bool {
-        self.first <= addr && addr <= self.last
-    }
 }
 
 /// The paging mode and the entry format of the running kernel.
@@ -142,18 +68,6 @@ impl Paging {
         })
     }
 
-    /// The top level: the PGD.
-    pub(crate) fn top(&self) -> Level {
-        Level(self.levels - 1)
-    }
-
-    /// The canonical form of `va`: bit 47 (57 with 5 levels) copied into the bits above it.
-    pub(crate) fn canonical(&self, va: u64) -> u64 {
-        let unused = 64 - (self.top().shift() + 9);
-        // Arithmetic shift right sign-extends; `unused` is 7 or 16.
-        (((va << unused) as i64) >> unused) as u64
-    }
-
     /// The first top-level index of the kernel half of the address space.
     pub(crate) fn kernel_half(&self) -> core::ops::Range<usize> {
         ENTRIES / 2..ENTRIES
@@ -165,18 +79,9 @@ impl Paging {
         self.canonical((index as u64) << self.top().shift())
     }
 
-    /// Whether `entry` of `level` maps memory (as opposed to pointing to a table).
-    pub(crate) fn is_leaf(&self, level: Level, entry: u64) -> bool {
-        level == Level::PTE || (level.can_be_leaf() && entry & bits::PSE != 0)
-    }
-
     /// The physical address of the table `entry` of `level` points to, if it points to one.
     pub(crate) fn next_table(&self, level: Level, entry: u64) -> Option<u64> {
-        if entry & bits::PRESENT == 0 || self.is_leaf(level, entry) {
-            None
-        } else {
-            Some(entry & self.addr_mask)
-        }
+        kernel::mm::pgtable::next_table(*self, level, entry)
     }
 
     /// The physical address of the first byte the leaf `entry` of `level` maps.
@@ -207,6 +112,37 @@ impl Paging {
     }
 }
 
+/// The x86-64 entry format.
+impl Format for Paging {
+    fn top(&self) -> Level {
+        // `levels` is 4 or 5, see `Paging::new()`.
+        Level::new(self.levels - 1).unwrap_or(Level::PUD)
+    }
+
+    fn present(&self, entry: u64) -> bool {
+        entry & bits::PRESENT != 0
+    }
+
+    fn is_leaf(&self, level: Level, entry: u64) -> bool {
+        level == Level::PTE || (level <= Level::PUD && entry & bits::PSE != 0)
+    }
+
+    fn address(&self, level: Level, entry: u64) -> u64 {
+        if self.is_leaf(level, entry) {
+            self.leaf_frame(level, entry)
+        } else {
+            entry & self.addr_mask
+        }
+    }
+
+    /// Bit 47 (56 with 5 levels) copied into the bits above it.
+    fn canonical(&self, va: u64) -> u64 {
+        let unused = 64 - (self.top().shift() + 9);
+        // Arithmetic shift right sign-extends; `unused` is 7 or 16.
+        (((va << unused) as i64) >> unused) as u64
+    }
+}
+
 impl Paging {
     /// The entry of `level` that maps the part at `va` of the present leaf `entry` of the
     /// higher level `from` the way that leaf does.
@@ -220,14 +156,8 @@ impl Paging {
     }
 }
 
-/// Access to page-table pages by physical address.
-pub(crate) trait TableMemory {
-    /// Reads entry `index` of the table at physical address `table`.
-    fn read(&self, table: u64, index: usize) -> u64;
-    /// Writes entry `index` of the table at physical address `table`.
-    fn write(&mut self, table: u64, index: usize, value: u64);
-    /// A new zeroed table; its physical address. `None` if memory ran out.
-    fn alloc_table(&mut self) -> Option<u64>;
+/// Page-table memory that also reaches the kernel's own tables.
+pub(crate) trait KernelTables: TableMemory {
     /// Makes the kernel's own tables have a table below the entry of `level` that covers `va`,
     /// so that the entry can be shared and never changes again. Returns the entry.
     fn populate_kernel(&mut self, level: Level, va: u64) -> Option<u64>;
@@ -294,7 +224,7 @@ pub(crate) fn build<M, K, T>(
     pte_table: T,
 ) -> Result<Built, BuildError>
 where
-    M: TableMemory,
+    M: KernelTables,
     K: Fn(u64) -> bool,
     T: FnMut(usize, u64),
 {
@@ -332,7 +262,7 @@ where
 
 impl<M, K, T> Builder<'_, M, K, T>
 where
-    M: TableMemory,
+    M: KernelTables,
     K: Fn(u64) -> bool,
     T: FnMut(usize, u64),
 {
@@ -474,117 +404,10 @@ pub(crate) fn free_built<M: TableMemory>(
     free(pgd);
 }
 
-/// A present leaf found by [`walk`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Leaf {
-    /// First virtual address it maps.
-    pub(crate) va: u64,
-    /// Its level.
-    pub(crate) level: Level,
-    /// The entry.
-    pub(crate) entry: u64,
-    /// First physical address it maps.
-    pub(crate) frame: u64,
-}
-
-/// What [`walk`] saw.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct WalkStats {
-    /// Present entries read, tables and leaves.
-    pub(crate) entries: u64,
-    /// Tables visited below the top level.
-    pub(crate) tables: u64,
-    /// Present leaves.
-    pub(crate) leaves: u64,
-}
-
-/// Visits every present leaf of the top-level entries `indices` of the tree at `pgd`, and
-/// every table below the top level (`table` gets its physical address).
-pub(crate) fn walk<M: TableMemory>(
-    mem: &M,
-    paging: Paging,
-    pgd: u64,
-    indices: core::ops::Range<usize>,
-    leaf: &mut impl FnMut(Leaf),
-    table: &mut impl FnMut(u64),
-) -> WalkStats {
-    struct Walker<'a, M, L, T> {
-        mem: &'a M,
-        p: Paging,
-        stats: WalkStats,
-        leaf: &'a mut L,
-        table: &'a mut T,
-    }
-    impl<M: TableMemory, L: FnMut(Leaf), T: FnMut(u64)> Walker<'_, M, L, T> {
-        fn walk(&mut self, level: Level, t: u64, base: u64, indices: core::ops::Range<usize>) {
-            for i in indices {
-                let e = self.mem.read(t, i);
-                if e & bits::PRESENT == 0 {
-                    continue;
-                }
-                self.stats.entries += 1;
-                let va = self
-                    .p
-                    .canonical(base.wrapping_add((i as u64) << level.shift()));
-                if self.p.is_leaf(level, e) {
-                    self.stats.leaves += 1;
-                    (self.leaf)(Leaf {
-                        va,
-                        level,
-                        entry: e,
-                        frame: self.p.leaf_frame(level, e),
-                    });
-                } else if let (Some(child), Some(below)) =
-                    (self.p.next_table(level, e), level.below())
-                {
-                    self.stats.tables += 1;
-                    (self.table)(child);
-                    self.walk(below, child, va, 0..ENTRIES);
-                }
-            }
-        }
-    }
-    let mut w = Walker {
-        mem,
-        p: paging,
-        stats: WalkStats::default(),
-        leaf,
-        table,
-    };
-    w.walk(paging.top(), pgd, 0, indices);
-    w.stats
-}
-
-/// Looks up `va` in the tree at `pgd`: the present leaf that maps it, if any.
-pub(crate) fn translate<M: TableMemory>(
-    mem: &M,
-    paging: Paging,
-    pgd: u64,
-    va: u64,
-) -> Option<Leaf> {
-    let mut level = paging.top();
-    let mut t = pgd;
-    loop {
-        let e = mem.read(t, level.index(va));
-        if e & bits::PRESENT == 0 {
-            return None;
-        }
-        if paging.is_leaf(level, e) {
-            return Some(Leaf {
-                va: va & !(level.span() - 1),
-                level,
-                entry: e,
-                frame: paging.leaf_frame(level, e),
-            });
-        }
-        t = paging.next_table(level, e)?;
-        level = level.below()?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kernel::mm::pgtable::{translate, walk};
     use std::collections::BTreeMap;
     use std::vec::Vec;
 
@@ -655,6 +478,9 @@ mod tests {
             }
             Some(self.table())
         }
+    }
+
+    impl KernelTables for Mem {
         fn populate_kernel(&mut self, _level: Level, _va: u64) -> Option<u64> {
             None
         }
@@ -727,8 +553,8 @@ mod tests {
         assert_eq!(Level::PMD.number(), 1);
         assert_eq!(Level::PMD.index(0xffff_8880_0060_0000), 3);
         assert_eq!(Level::PTE.below(), None);
-        assert!(!Level(3).can_be_leaf());
-        assert_eq!(paging(4).top(), Level(3));
+        assert_eq!(Level::new(5), None);
+        assert_eq!(paging(4).top(), Level::new(3).unwrap());
         assert_eq!(paging(4).top_entry_va(256), 0xffff_8000_0000_0000);
         assert_eq!(paging(5).top_entry_va(256), 0xff00_0000_0000_0000);
         assert_eq!(
@@ -753,7 +579,7 @@ mod tests {
         assert_ne!(e & NX, 0);
         assert_eq!(e & bits::PAT_LARGE, 0);
         let plain = p.split_to_4k(
-            Level(2),
+            Level::PUD,
             0x4000_0000 | KERNEL_FLAGS | bits::PSE,
             0xffff_8880_7fff_f000,
         );
@@ -805,11 +631,11 @@ mod tests {
         assert_eq!(built.mapped, 4 * 512 - 2);
         for va in [dm + 0x3000, dm + 0x40_1000] {
             assert_eq!(translate(&m, p, built.pgd, va), None);
-            let pmd_t = p.next_table(Level(2), {
+            let pmd_t = p.next_table(Level::PUD, {
                 let pud_t = p
                     .next_table(p.top(), m.read(built.pgd, p.top().index(va)))
                     .unwrap();
-                m.read(pud_t, Level(2).index(va))
+                m.read(pud_t, Level::PUD.index(va))
             });
             let pte_t = p
                 .next_table(Level::PMD, m.read(pmd_t.unwrap(), Level::PMD.index(va)))

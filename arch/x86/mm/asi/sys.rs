@@ -139,7 +139,9 @@ impl crate::pgtable::TableMemory for DirectMapTables {
         let pa = unsafe { bindings::asi_alloc_table() };
         (pa != 0).then_some(pa)
     }
+}
 
+impl crate::pgtable::KernelTables for DirectMapTables {
     fn populate_kernel(&mut self, level: crate::pgtable::Level, va: u64) -> Option<u64> {
         // SAFETY: `asi_populate_kernel()` only allocates kernel page tables the way the
         // kernel does on demand; it may sleep, see `alloc_table`.

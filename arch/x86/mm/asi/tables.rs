@@ -241,8 +241,8 @@ impl Tables {
     }
 
     /// Looks `va` up in the nonsensitive tables.
-    pub(crate) fn translate(&self, va: u64) -> Option<pgtable::Leaf> {
-        pgtable::translate(&self.mem, self.paging, self.pgd, va)
+    pub(crate) fn translate(&self, va: u64) -> Option<kernel::mm::pgtable::Leaf> {
+        kernel::mm::pgtable::translate(&self.mem, self.paging, self.pgd, va)
     }
 
     /// Walks the global tables and checks them, see [`verify`].
@@ -256,7 +256,7 @@ impl Tables {
             }
         };
         let pages = self.pages;
-        let mut leaf = |l: pgtable::Leaf| {
+        let mut leaf = |l: kernel::mm::pgtable::Leaf| {
             let first = l.frame >> 12;
             let n = l.level.span() >> 12;
             let last = first.saturating_add(n).min(pages);
@@ -278,7 +278,7 @@ impl Tables {
         let mut table = |pa: u64| {
             let _ = tables.push(pa, GFP_KERNEL);
         };
-        let ws = pgtable::walk(
+        let ws = kernel::mm::pgtable::walk(
             &self.mem,
             self.paging,
             self.pgd,
