@@ -152,7 +152,8 @@ pub(crate) fn init() -> Result {
     // change, so one more pass over the direct map catches up.
     mirror(l.page_offset, l.direct_map_pages);
     pr_info!(
-        "nonsensitive tables: {} table pages ({} KiB), {} direct-map pages, {} shared entries, {} kernel tables populated\n",
+        "nonsensitive tables ({}-level): {} table pages ({} KiB), {} direct-map pages, {} shared entries, {} kernel tables populated\n",
+        l.levels,
         built.tables,
         built.tables.saturating_mul(4),
         built.mapped,
