@@ -120,6 +120,19 @@ mod tests {
     }
 
     #[test]
+    fn verifier_finds_the_tables_complete() {
+        if tables_or_none().is_none() {
+            return;
+        }
+        let r = tables::verify();
+        if r.problems() != 0 {
+            pr_err!("verifier:\n{}", r);
+        }
+        assert_eq!(r.problems(), 0);
+        assert!(r.entries > 0 && r.tables > 0 && r.required_pages > 0);
+    }
+
+    #[test]
     fn user_pages_are_absent_kernel_pages_present() -> Result {
         let Some(t) = tables_or_none() else {
             return Ok(());
