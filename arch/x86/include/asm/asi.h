@@ -140,6 +140,7 @@ unsigned long asi_test_vmap(unsigned long pfn);
 void asi_test_vunmap(unsigned long va);
 int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
 unsigned int asi_test_cpu(void);
+int asi_test_set_ro(unsigned long pfn, bool ro);
 int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
 		       void *ctx);
 #endif

@@ -277,6 +277,7 @@ void asi_visit_required(asi_required_fn cb, void *ctx)
 		cb(ctx, "gdt", (unsigned long)get_cpu_gdt_rw(cpu), PAGE_SIZE);
 		cb(ctx, "gdt-ro", (unsigned long)get_cpu_gdt_ro(cpu), PAGE_SIZE);
 		cb(ctx, "tss", (unsigned long)&cea->tss, sizeof(cea->tss));
+		cb(ctx, "cpu-entry-area", (unsigned long)cea, sizeof(*cea));
 		cb(ctx, "entry-stack", (unsigned long)&cea->entry_stack_page,
 		   sizeof(cea->entry_stack_page));
 	}
@@ -476,6 +477,14 @@ int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg)
 unsigned int asi_test_cpu(void)
 {
 	return raw_smp_processor_id();
+}
+
+/* Make the kernel's direct-map entry of @pfn read-only, or writable again. */
+int asi_test_set_ro(unsigned long pfn, bool ro)
+{
+	unsigned long va = (unsigned long)pfn_to_kaddr(pfn);
+
+	return ro ? set_memory_ro(va, 1) : set_memory_rw(va, 1);
 }
 
 /*

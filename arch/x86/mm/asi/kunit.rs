@@ -247,6 +247,39 @@ mod tests {
     }
 
     #[test]
+    fn verifier_reports_a_mapping_the_kernel_does_not_grant() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let rw = crate::pgtable::bits::RW;
+        let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        sys::test::set_ro(kern, true)?;
+        // CPA made the kernel's entry read-only; ASI's followed.
+        let va = sys::layout().page_offset + (kern << 12);
+        let entry = t.translate(va).map_or(0, |l| l.entry);
+        // Plant a writable entry in ASI's direct map only.
+        let old = tables::test_set_direct_map_entry(kern, entry | rw);
+        let planted = tables::verify();
+        if let Some(old) = old {
+            tables::test_set_direct_map_entry(kern, old);
+        }
+        sys::test::set_ro(kern, false)?;
+        let after = tables::verify();
+        let writable_again = t.translate(va).is_some_and(|l| l.entry & rw != 0);
+        sys::test::free(kern, 0);
+        assert!(entry != 0 && entry & rw == 0);
+        assert_eq!((planted.extra, planted.problems()), (1, 1));
+        let p = planted.listed().next().copied();
+        assert_eq!(
+            p.map(|p| (p.kind, p.va, p.pfn)),
+            Some((ProblemKind::ExtraMapping, va, Some(kern)))
+        );
+        assert_eq!(after.problems(), 0);
+        assert!(writable_again);
+        Ok(())
+    }
+
+    #[test]
     fn domains_follow_the_mm() -> Result {
         let Some(t) = tables_or_none() else {
             return Ok(());

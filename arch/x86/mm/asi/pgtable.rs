@@ -30,6 +30,12 @@ pub(crate) mod bits {
     pub(crate) const GLOBAL: u64 = 1 << 8;
     /// PAT bit of a 2 MiB or 1 GiB entry.
     pub(crate) const PAT_LARGE: u64 = 1 << 12;
+    /// Writable.
+    pub(crate) const RW: u64 = 1 << 1;
+    /// Accessible from user mode.
+    pub(crate) const USER: u64 = 1 << 2;
+    /// Not executable.
+    pub(crate) const NX: u64 = 1 << 63;
 }
 
 /// The paging mode and the entry format of the running kernel.
@@ -92,6 +98,20 @@ impl Paging {
     /// An entry that points to the kernel table at physical address `table`.
     pub(crate) fn table_entry(&self, table: u64) -> u64 {
         (table & self.addr_mask) | self.table_flags
+    }
+
+    /// Whether the 4 KiB entry `ours` grants nothing that the kernel's 4 KiB entry `kernel`
+    /// for the same address does not: same frame and user bit, writable and executable only
+    /// if the kernel's is. A non-present `ours` is always covered.
+    pub(crate) fn covers(&self, kernel: u64, ours: u64) -> bool {
+        if ours & bits::PRESENT == 0 {
+            return true;
+        }
+        kernel & bits::PRESENT != 0
+            && kernel & self.addr_mask == ours & self.addr_mask
+            && (kernel ^ ours) & bits::USER == 0
+            && (ours & bits::RW == 0 || kernel & bits::RW != 0)
+            && (ours & bits::NX != 0 || kernel & bits::NX == 0)
     }
 
     /// The 4 KiB entry that maps the page at `va` the way the present leaf `entry` of `level`
@@ -412,10 +432,9 @@ mod tests {
     use std::vec::Vec;
 
     const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-    const RW: u64 = 1 << 1;
     const ACCESSED: u64 = 1 << 5;
     const DIRTY: u64 = 1 << 6;
-    const NX: u64 = 1 << 63;
+    use bits::{NX, RW};
     const KERNPG_TABLE: u64 = 0x63;
 
     /// Page tables in a map from physical address to table.
@@ -566,6 +585,21 @@ mod tests {
             Some(PagingError::Levels)
         );
         assert_eq!(Paging::new(4, 0xfff, 0).err(), Some(PagingError::AddrMask));
+    }
+
+    #[test]
+    fn covers_only_what_the_kernel_grants() {
+        let p = paging(4);
+        let k = 0x1234_5000 | bits::PRESENT | RW | NX;
+        assert!(p.covers(k, k));
+        assert!(p.covers(k, k & !RW));
+        assert!(p.covers(k, 0));
+        assert!(p.covers(0, 0));
+        assert!(!p.covers(0, k));
+        assert!(!p.covers(k & !RW, k));
+        assert!(!p.covers(k, k & !NX));
+        assert!(!p.covers(k, (k & !ADDR_MASK) | 0x1234_6000));
+        assert!(!p.covers(k, k | bits::USER));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub(crate) enum ProblemKind {
     SensitiveMapped,
     /// Kernel memory the kernel needs at any time (named) is not mapped.
     Unmapped(&'static str),
+    /// ASI's direct map maps a page the kernel's does not, or grants more (write, execute).
+    ExtraMapping,
     /// A process's mm has no nonsensitive top-level table.
     DomainMissing,
     /// An entry of an mm's nonsensitive top-level table differs from the global tables
@@ -95,6 +97,7 @@ impl fmt::Display for Problem {
         match self.kind {
             ProblemKind::SensitiveMapped => write!(f, "sensitive-mapped")?,
             ProblemKind::Unmapped(what) => write!(f, "unmapped {what}")?,
+            ProblemKind::ExtraMapping => write!(f, "extra-mapping")?,
             ProblemKind::DomainMissing => write!(f, "domain-missing")?,
             ProblemKind::DomainOutOfSync => write!(f, "domain-out-of-sync")?,
         }
@@ -126,6 +129,8 @@ pub(crate) struct Report {
     pub(crate) sensitive_mapped: u64,
     /// Pages of required kernel memory found unmapped.
     pub(crate) unmapped: u64,
+    /// Direct-map entries granting more than the kernel's.
+    pub(crate) extra: u64,
     /// Problems of the per-mm tables.
     pub(crate) domain: u64,
     /// The first [`LISTED_PROBLEMS`] problems.
@@ -144,6 +149,7 @@ impl Default for Report {
             required_pages: 0,
             sensitive_mapped: 0,
             unmapped: 0,
+            extra: 0,
             domain: 0,
             listed: [None; LISTED_PROBLEMS],
             elapsed_ns: 0,
@@ -158,6 +164,7 @@ impl Report {
         match p.kind {
             ProblemKind::SensitiveMapped => self.sensitive_mapped += 1,
             ProblemKind::Unmapped(_) => self.unmapped += 1,
+            ProblemKind::ExtraMapping => self.extra += 1,
             ProblemKind::DomainMissing | ProblemKind::DomainOutOfSync => self.domain += 1,
         }
         if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.listed.get_mut(n)) {
@@ -169,6 +176,7 @@ impl Report {
     pub(crate) fn problems(&self) -> u64 {
         self.sensitive_mapped
             .saturating_add(self.unmapped)
+            .saturating_add(self.extra)
             .saturating_add(self.domain)
     }
 
@@ -188,6 +196,7 @@ impl fmt::Display for Report {
         writeln!(f, "required_pages: {}", self.required_pages)?;
         writeln!(f, "sensitive_mapped: {}", self.sensitive_mapped)?;
         writeln!(f, "unmapped_required: {}", self.unmapped)?;
+        writeln!(f, "extra_mappings: {}", self.extra)?;
         writeln!(f, "domain_problems: {}", self.domain)?;
         writeln!(f, "elapsed_us: {}", self.elapsed_ns / 1000)?;
         writeln!(f, "problems: {}", self.problems())?;
@@ -230,17 +239,22 @@ mod tests {
     #[test]
     fn domain_problems_are_counted_apart() {
         let mut r = Report::default();
-        for kind in [ProblemKind::DomainMissing, ProblemKind::DomainOutOfSync] {
+        for kind in [
+            ProblemKind::DomainMissing,
+            ProblemKind::DomainOutOfSync,
+            ProblemKind::ExtraMapping,
+        ] {
             r.add(Problem {
                 kind,
                 va: 0x7f00_0000_0000,
                 pfn: Some(0x1234),
             });
         }
-        assert_eq!((r.domain, r.problems()), (2, 2));
+        assert_eq!((r.domain, r.extra, r.problems()), (2, 1, 3));
         let text = format!("{r}");
         assert!(text.contains("problem: domain-missing va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: domain-out-of-sync va=0x7f0000000000 pfn=0x1234\n"));
+        assert!(text.contains("problem: extra-mapping va=0x7f0000000000 pfn=0x1234\n"));
     }
 
     #[test]

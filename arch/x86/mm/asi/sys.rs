@@ -329,6 +329,12 @@ pub(crate) mod test {
         kernel::error::to_result(ret)
     }
 
+    /// Makes the kernel's direct-map entry of `pfn` read-only (`ro`) or writable again.
+    pub(crate) fn set_ro(pfn: u64, ro: bool) -> kernel::error::Result {
+        // SAFETY: The tests pass a page they allocated and make it writable before freeing it.
+        kernel::error::to_result(unsafe { bindings::asi_test_set_ro(pfn as usize, ro) })
+    }
+
     /// This CPU's number, read from per-CPU data.
     pub(crate) fn cpu() -> u32 {
         // SAFETY: No preconditions.

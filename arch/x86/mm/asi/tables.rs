@@ -257,10 +257,25 @@ impl Tables {
             }
         };
         let pages = self.pages;
+        let dm_end = self.va(pages);
         let mut leaf = |l: kernel::mm::pgtable::Leaf| {
             let first = l.frame >> 12;
             let n = l.level.span() >> 12;
             let last = first.saturating_add(n).min(pages);
+            // ASI's direct map may only ever grant what the kernel's does.
+            if l.level == Level::PTE && l.va >= self.page_offset && l.va < dm_end {
+                let pfn = (l.va - self.page_offset) >> 12;
+                if !self.paging.covers(self.kernel_entry(pfn), l.entry) {
+                    note(
+                        Problem {
+                            kind: ProblemKind::ExtraMapping,
+                            va: l.va,
+                            pfn: Some(l.frame >> 12),
+                        },
+                        &mut found,
+                    );
+                }
+            }
             for pfn in first..last {
                 if self.is_sensitive(pfn) {
                     let va = l.va.wrapping_add((pfn - first) << 12);
@@ -525,6 +540,16 @@ pub(crate) fn direct_map_present(pfn: u64) -> Option<bool> {
     let t = get()?;
     let (table, index) = t.pte_slot(pfn)?;
     Some(t.mem.read(table, index) & bits::PRESENT != 0)
+}
+
+/// Overwrites the entry of ASI's direct map for `pfn`, to plant a problem for the verifier.
+#[cfg(CONFIG_ASI_KUNIT_TEST)]
+pub(crate) fn test_set_direct_map_entry(pfn: u64, value: u64) -> Option<u64> {
+    let t = get()?;
+    let (table, index) = t.pte_slot(pfn)?;
+    let old = t.mem.read(table, index);
+    t.mem.write_owned(table, index, value);
+    Some(old)
 }
 
 /// Whether `pfn` is sensitive, `None` before the tables exist.
