@@ -20,3 +20,5 @@ mod status;
 mod pgtable;
 #[path = "../arch/x86/mm/asi/stats.rs"]
 mod stats;
+#[path = "../arch/x86/mm/asi/policy.rs"]
+mod policy;

@@ -46,6 +46,19 @@ static inline gfp_t asi_classify_gfp(gfp_t gfp)
 	return gfp;
 }
 
+/*
+ * Pages that will be mapped in a region the nonsensitive tables share with
+ * the kernel's (vmalloc) cannot be kept out of them: never classify them as
+ * user data, whatever the caller's flags (kvmalloc(GFP_USER) falls back to
+ * vmalloc, which adds __GFP_HIGHMEM).
+ */
+static inline gfp_t asi_shared_mapping_gfp(gfp_t gfp)
+{
+	if (asi_enabled())
+		gfp &= ~__GFP_HARDWALL;
+	return gfp;
+}
+
 /* End of post_alloc_hook(): map a nonsensitive page, zeroing it if needed. */
 static inline void asi_post_alloc(struct page *page, unsigned int order, gfp_t gfp)
 {
@@ -73,6 +86,11 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 #else /* !CONFIG_ASI */
 
 static inline gfp_t asi_classify_gfp(gfp_t gfp)
+{
+	return gfp;
+}
+
+static inline gfp_t asi_shared_mapping_gfp(gfp_t gfp)
 {
 	return gfp;
 }

@@ -141,6 +141,8 @@ void asi_test_vunmap(unsigned long va);
 int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
 unsigned int asi_test_cpu(void);
 int asi_test_set_ro(unsigned long pfn, bool ro);
+void *asi_test_kvmalloc_user(size_t size);
+void asi_test_kvfree(void *p);
 int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
 		       void *ctx);
 #endif

@@ -25,6 +25,7 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task_stack.h>
+#include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
@@ -477,6 +478,17 @@ int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg)
 unsigned int asi_test_cpu(void)
 {
 	return raw_smp_processor_id();
+}
+
+/* What memdup_user() and friends do for large sizes: vmalloc with GFP_USER. */
+void *asi_test_kvmalloc_user(size_t size)
+{
+	return kvmalloc(size, GFP_USER);
+}
+
+void asi_test_kvfree(void *p)
+{
+	kvfree(p);
 }
 
 /* Make the kernel's direct-map entry of @pfn read-only, or writable again. */

@@ -219,6 +219,19 @@ mod tests {
     }
 
     #[test]
+    fn vmalloc_with_user_flags_is_not_sensitive() -> Result {
+        if tables_or_none().is_none() {
+            return Ok(());
+        }
+        // 8 MiB, more than kmalloc() serves: kvmalloc() takes it from vmalloc, whose
+        // mapping is shared.
+        let mut problems = u64::MAX;
+        sys::test::with_kvmalloc_user(8 << 20, || problems = tables::verify().problems())?;
+        assert_eq!(problems, 0);
+        Ok(())
+    }
+
+    #[test]
     fn verifier_reports_a_planted_mapping() -> Result {
         if tables_or_none().is_none() {
             return Ok(());

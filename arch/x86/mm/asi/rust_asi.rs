@@ -8,8 +8,8 @@
 //!
 //! Layout of the crate:
 //!
-//! - [`cr3`], [`pgtable`], [`stats`] and [`status`] are pure logic on `core` alone, shared
-//!   with the host test crate (`cargo test` at the top of the repository).
+//! - [`cr3`], [`pgtable`], [`policy`], [`stats`] and [`status`] are pure logic on `core`
+//!   alone, shared with the host test crate (`cargo test` at the top of the repository).
 //! - [`sys`] is the only module that calls C. It wraps each function of `asm/asi.h` once.
 //! - [`tables`] builds the nonsensitive page tables and keeps the sensitivity of each page.
 //! - [`debugfs`] builds `/sys/kernel/debug/asi/`.
@@ -26,6 +26,11 @@ mod debugfs;
 mod domain;
 mod kunit;
 mod pgtable;
+#[expect(
+    dead_code,
+    reason = "the taint model drives the mitigations once the kernel runs on the tables"
+)]
+mod policy;
 mod stats;
 mod status;
 mod sys;

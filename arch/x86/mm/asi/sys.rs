@@ -335,6 +335,20 @@ pub(crate) mod test {
         kernel::error::to_result(unsafe { bindings::asi_test_set_ro(pfn as usize, ro) })
     }
 
+    /// Allocates `size` bytes with `kvmalloc(GFP_USER)`, as the kernel does for copies of user
+    /// buffers; large sizes come from vmalloc. Frees them after calling `f`.
+    pub(crate) fn with_kvmalloc_user(size: usize, f: impl FnOnce()) -> kernel::error::Result {
+        // SAFETY: No preconditions.
+        let p = unsafe { bindings::asi_test_kvmalloc_user(size) };
+        if p.is_null() {
+            return Err(kernel::error::code::ENOMEM);
+        }
+        f();
+        // SAFETY: `p` came from `asi_test_kvmalloc_user()` and is freed once.
+        unsafe { bindings::asi_test_kvfree(p) };
+        Ok(())
+    }
+
     /// This CPU's number, read from per-CPU data.
     pub(crate) fn cpu() -> u32 {
         // SAFETY: No preconditions.
