@@ -551,10 +551,24 @@ static void __init asi_unmap_image_tail(void)
 		set_memory_np_noalias(start, (end - start) >> PAGE_SHIFT);
 }
 
+/*
+ * ASI's nonsensitive direct map differs from the kernel's, so no TLB entry
+ * of either may survive a switch between them: make the direct map
+ * non-global. The rest of the kernel's mappings are the same in both
+ * address spaces and stay global.
+ */
+static void __init asi_direct_map_nonglobal(void)
+{
+	if (set_memory_nonglobal_noalias(PAGE_OFFSET, max_pfn_mapped))
+		pr_warn("cannot make the direct map non-global\n");
+}
+
 static int __init asi_early_init(void)
 {
-	if (asi_enabled())
+	if (asi_enabled()) {
 		asi_unmap_image_tail();
+		asi_direct_map_nonglobal();
+	}
 	return asi_core_init();
 }
 early_initcall(asi_early_init);

@@ -120,6 +120,26 @@ mod tests {
     }
 
     #[test]
+    fn direct_map_is_not_global() -> Result {
+        if tables_or_none().is_none() {
+            return Ok(());
+        }
+        let global = crate::pgtable::bits::GLOBAL;
+        let l = sys::layout();
+        // The first page, one in the middle and the last of the direct map.
+        for pfn in [
+            0x100,
+            l.direct_map_pages / 2,
+            l.direct_map_pages.saturating_sub(1),
+        ] {
+            if let Some((_, e)) = sys::kernel_leaf(l.page_offset + (pfn << 12)) {
+                assert_eq!(e & global, 0);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
     fn verifier_finds_the_tables_complete() {
         if tables_or_none().is_none() {
             return;

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Address Space Isolation: workloads for scripts/asi bench.
+ *
+ * Runs each workload for a fixed number of operations and prints one line
+ * per workload:
+ *
+ *   bench <name> ops=<n> ns=<elapsed> <counter>=<delta> ...
+ *
+ * where the counters are those of /sys/kernel/debug/asi/stats that move
+ * while the workload runs (absent when the kernel has no ASI). The host
+ * side boots each ASI mode, runs this and compares the lines. Not a test:
+ * it checks nothing but that each operation succeeds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STATS		"/sys/kernel/debug/asi/stats"
+#define MAX_COUNTERS	16
+
+struct counters {
+	int n;
+	char name[MAX_COUNTERS][40];
+	long long value[MAX_COUNTERS];
+};
+
+/* The numeric counters of the stats file that change under load. */
+static const char *const wanted[] = {
+	"user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
+	"tlb_flushes", "zeroed_pages", "refused_flips", "domains_created",
+};
+
+static void read_counters(struct counters *c)
+{
+	char line[128], key[64];
+	long long v;
+	FILE *f;
+
+	c->n = 0;
+	f = fopen(STATS, "r");
+	if (!f)
+		return;
+	while (c->n < MAX_COUNTERS && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %lld", key, &v) != 2)
+			continue;
+		for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+			if (!strcmp(key, wanted[i])) {
+				snprintf(c->name[c->n], sizeof(c->name[0]), "%s", key);
+				c->value[c->n++] = v;
+			}
+		}
+	}
+	fclose(f);
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "asi_bench: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static char buf[64 * 1024];
+static int fd_a = -1, fd_b = -1;
+static const char *tmpfile_path = "/tmp/asi_bench.dat";
+#define TMPFILE_SIZE	(16 << 20)
+
+static void op_getpid(long i)
+{
+	(void)i;
+	syscall(SYS_getpid);
+}
+
+static void op_devzero(long i)
+{
+	(void)i;
+	if (read(fd_a, buf, 4096) != 4096)
+		die("read /dev/zero");
+}
+
+static void op_devnull(long i)
+{
+	(void)i;
+	if (write(fd_b, buf, 4096) != 4096)
+		die("write /dev/null");
+}
+
+static unsigned long next_offset(long i)
+{
+	unsigned long x = (unsigned long)i * 2654435761UL;
+
+	return (x % (TMPFILE_SIZE / 4096)) * 4096;
+}
+
+static void op_tmpfs_read(long i)
+{
+	if (pread(fd_a, buf, 4096, next_offset(i)) != 4096)
+		die("pread tmpfs");
+}
+
+static void op_tmpfs_write(long i)
+{
+	if (pwrite(fd_a, buf, 4096, next_offset(i)) != 4096)
+		die("pwrite tmpfs");
+}
+
+static int ping[2], pong[2];
+
+static void op_pipe(long i)
+{
+	char c = (char)i;
+
+	if (write(ping[1], &c, 1) != 1 || read(pong[0], &c, 1) != 1)
+		die("pipe ping-pong");
+}
+
+static void op_fork_exit(long i)
+{
+	pid_t pid = fork();
+
+	(void)i;
+	if (pid < 0)
+		die("fork");
+	if (!pid)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+}
+
+static void op_fork_exec(long i)
+{
+	pid_t pid = fork();
+
+	(void)i;
+	if (pid < 0)
+		die("fork");
+	if (!pid) {
+		execl("/bin/true", "true", NULL);
+		_exit(127);
+	}
+	waitpid(pid, NULL, 0);
+}
+
+static void op_mmap_touch(long i)
+{
+	size_t len = 1 << 20;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)i;
+	if (p == MAP_FAILED)
+		die("mmap");
+	for (size_t off = 0; off < len; off += 4096)
+		p[off] = 1;
+	munmap(p, len);
+}
+
+static int tping[2], tpong[2];
+
+static void *thread_echo(void *arg)
+{
+	char c;
+
+	(void)arg;
+	while (read(tping[0], &c, 1) == 1 && c)
+		if (write(tpong[1], &c, 1) != 1)
+			break;
+	return NULL;
+}
+
+static void op_thread_switch(long i)
+{
+	char c = 1 | (char)i;
+
+	if (write(tping[1], &c, 1) != 1 || read(tpong[0], &c, 1) != 1)
+		die("thread ping-pong");
+}
+
+static void op_compress(long i)
+{
+	(void)i;
+	if (system("gzip -c /tmp/asi_bench.dat > /dev/null"))
+		die("gzip");
+}
+
+struct workload {
+	const char *name;
+	long ops;
+	void (*op)(long i);
+	void (*setup)(void);
+	void (*teardown)(void);
+};
+
+static void open_zero(void)
+{
+	fd_a = open("/dev/zero", O_RDONLY);
+	if (fd_a < 0)
+		die("open /dev/zero");
+}
+
+static void open_null(void)
+{
+	fd_b = open("/dev/null", O_WRONLY);
+	if (fd_b < 0)
+		die("open /dev/null");
+}
+
+static void open_tmpfile(void)
+{
+	fd_a = open(tmpfile_path, O_RDWR);
+	if (fd_a < 0)
+		die("open tmpfs file");
+}
+
+static void close_fds(void)
+{
+	if (fd_a >= 0)
+		close(fd_a);
+	if (fd_b >= 0)
+		close(fd_b);
+	fd_a = fd_b = -1;
+}
+
+static pid_t echo_pid;
+
+static void start_echo(void)
+{
+	if (pipe(ping) || pipe(pong))
+		die("pipe");
+	echo_pid = fork();
+	if (echo_pid < 0)
+		die("fork");
+	if (!echo_pid) {
+		char c;
+
+		/* Keep only this side's ends, so that closing ping[1] ends the loop. */
+		close(ping[1]);
+		close(pong[0]);
+		while (read(ping[0], &c, 1) == 1)
+			if (write(pong[1], &c, 1) != 1)
+				break;
+		_exit(0);
+	}
+}
+
+static void stop_echo(void)
+{
+	close(ping[1]);
+	waitpid(echo_pid, NULL, 0);
+	close(ping[0]);
+	close(pong[0]);
+	close(pong[1]);
+}
+
+static pthread_t echo_thread;
+
+static void start_thread(void)
+{
+	if (pipe(tping) || pipe(tpong))
+		die("pipe");
+	if (pthread_create(&echo_thread, NULL, thread_echo, NULL))
+		die("pthread_create");
+}
+
+static void stop_thread(void)
+{
+	char c = 0;
+
+	if (write(tping[1], &c, 1) != 1)
+		die("stop thread");
+	pthread_join(echo_thread, NULL);
+	close(tping[0]);
+	close(tping[1]);
+	close(tpong[0]);
+	close(tpong[1]);
+}
+
+static const struct workload workloads[] = {
+	{ "getpid",		100000,	op_getpid },
+	{ "devzero_read_4k",	20000,	op_devzero,	open_zero,	close_fds },
+	{ "devnull_write_4k",	20000,	op_devnull,	open_null,	close_fds },
+	{ "tmpfs_read_4k",	20000,	op_tmpfs_read,	open_tmpfile,	close_fds },
+	{ "tmpfs_write_4k",	20000,	op_tmpfs_write,	open_tmpfile,	close_fds },
+	{ "pipe_pingpong",	5000,	op_pipe,	start_echo,	stop_echo },
+	{ "thread_switch",	5000,	op_thread_switch, start_thread,	stop_thread },
+	{ "fork_exit",		300,	op_fork_exit },
+	{ "fork_exec",		200,	op_fork_exec },
+	{ "mmap_touch_1m",	300,	op_mmap_touch },
+	{ "gzip_16m",		3,	op_compress },
+};
+
+int main(int argc, char **argv)
+{
+	const char *only = argc > 1 ? argv[1] : NULL;
+	int fd;
+
+	if (access(STATS, R_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+
+	/* A 16 MiB tmpfs file, for the tmpfs and compression workloads. */
+	fd = open(tmpfile_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		die("create tmpfs file");
+	for (int i = 0; i < TMPFILE_SIZE / (int)sizeof(buf); i++) {
+		memset(buf, i * 7 + 1, sizeof(buf));
+		if (write(fd, buf, sizeof(buf)) != sizeof(buf))
+			die("fill tmpfs file");
+	}
+	close(fd);
+
+	for (size_t w = 0; w < sizeof(workloads) / sizeof(workloads[0]); w++) {
+		const struct workload *wl = &workloads[w];
+		struct counters before, after;
+		long long t0, t1;
+
+		if (only && strcmp(only, wl->name))
+			continue;
+		if (wl->setup)
+			wl->setup();
+		read_counters(&before);
+		t0 = now_ns();
+		for (long i = 0; i < wl->ops; i++)
+			wl->op(i);
+		t1 = now_ns();
+		read_counters(&after);
+		if (wl->teardown)
+			wl->teardown();
+
+		printf("bench %s ops=%ld ns=%lld", wl->name, wl->ops, t1 - t0);
+		for (int i = 0; i < after.n && i < before.n; i++)
+			printf(" %s=%lld", after.name[i], after.value[i] - before.value[i]);
+		printf("\n");
+		fflush(stdout);
+	}
+	unlink(tmpfile_path);
+	return 0;
+}
