@@ -319,6 +319,7 @@ mod tests {
         };
         let before = tables::stats();
         let mut checked = false;
+        let mut ran = false;
         sys::test::mm_domain(false, &mut |pgd, domain| {
             checked = domain != 0;
             if !checked {
@@ -333,9 +334,27 @@ mod tests {
                 };
                 checked &= mem.read(domain, i) == mem.read(src, i);
             }
+            // The kernel can run on it, as on the global table.
+            let mut r = RunOn {
+                buf: match KBox::new([0u8; 256], GFP_KERNEL) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        checked = false;
+                        return;
+                    }
+                },
+                cpu: u32::MAX,
+                sum: 0,
+            };
+            // SAFETY: The mm's table has the kernel half of the global one, which maps the
+            // function's code, stack, per-CPU data and buffer (see the test above).
+            let ret = unsafe { sys::test::run_on(domain, on_nonsensitive, (&raw mut r).cast()) };
+            let expected: u64 = (0..256u64).map(|i| (i % 64) ^ 0x5a).sum();
+            ran = ret == 0 && r.sum == expected;
         })?;
         let after = tables::stats();
         assert!(checked);
+        assert!(ran);
         assert_eq!(after.domains_created, before.domains_created + 1);
         // Freed with the mm.
         assert_eq!(after.domains, before.domains);
