@@ -15,6 +15,7 @@
 
 #include <linux/types.h>
 #include <asm/cpufeature.h>
+#include <asm/ptrace.h>
 
 /* What the asi= boot parameter asked for. */
 enum asi_boot_request {
@@ -50,6 +51,13 @@ struct asi_layout {
 };
 
 struct mm_struct;
+
+/* Why the CPU left the nonsensitive address space. */
+enum asi_exit_reason {
+	ASI_EXIT_PAGE_FAULT,	/* a kernel-mode #PF in the nonsensitive space */
+	ASI_EXIT_OTHER,		/* left on purpose */
+	ASI_NR_EXIT_REASONS,
+};
 
 /* Called by asi_visit_domains() for each mm with a nonsensitive table. */
 typedef void (*asi_domain_fn)(void *ctx, u64 mm_pgd, u64 asi_pgd);
@@ -90,6 +98,20 @@ u64 asi_mm_domain(struct mm_struct *mm);
 void asi_mm_set_domain(struct mm_struct *mm, u64 pgd);
 void asi_visit_domains(asi_domain_fn fn, void *ctx);
 u64 asi_ktime_ns(void);
+
+bool __asi_fault_exit(struct pt_regs *regs);
+u64 asi_exit_count(enum asi_exit_reason reason);
+
+/*
+ * A #PF arrived: if this CPU runs in the nonsensitive address space and the
+ * fault is a kernel-mode one, switch to the full address space so that the
+ * faulting instruction can be retried. True if that happened. Called first
+ * thing from exc_page_fault(), so noinstr.
+ */
+static __always_inline bool asi_fault_exit(struct pt_regs *regs)
+{
+	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_fault_exit(regs);
+}
 
 /* Rust, called from C. */
 int asi_core_init(void);
@@ -141,6 +163,8 @@ void asi_test_vunmap(unsigned long va);
 int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
 unsigned int asi_test_cpu(void);
 int asi_test_set_ro(unsigned long pfn, bool ro);
+int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg);
+u64 asi_test_read_page(unsigned long pfn);
 void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
 int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
@@ -156,6 +180,7 @@ static __always_inline bool asi_enabled(void)
 
 static inline void asi_check_boottime(void) { }
 static inline void asi_sync_direct_map(unsigned long va, unsigned long nr) { }
+static __always_inline bool asi_fault_exit(struct pt_regs *regs) { return false; }
 static inline int asi_init_mm(struct mm_struct *mm) { return 0; }
 static inline void asi_destroy_mm(struct mm_struct *mm) { }
 

@@ -44,6 +44,52 @@
 static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
 
 /*
+ * Whether this CPU runs on ASI's nonsensitive tables, and the CR3 of the
+ * full address space to go back to.
+ *
+ * Ordering: entering writes full_cr3, then restricted, then CR3; leaving
+ * writes CR3, then clears restricted. An NMI or #PF between any two of
+ * these writes therefore sees restricted set only while CR3 may already
+ * be (or still be) the nonsensitive one, and full_cr3 always valid when
+ * restricted is set: leaving again is harmless.
+ */
+struct asi_cpu_state {
+	bool	restricted;
+	u64	full_cr3;
+};
+static DEFINE_PER_CPU(struct asi_cpu_state, asi_cpu_state);
+static DEFINE_PER_CPU(u64, asi_exits[ASI_NR_EXIT_REASONS]);
+
+/* Switch this CPU to the full address space. IRQs off or in an exception. */
+static noinstr void asi_exit(enum asi_exit_reason reason)
+{
+	native_write_cr3(this_cpu_read(asi_cpu_state.full_cr3));
+	this_cpu_write(asi_cpu_state.restricted, false);
+	this_cpu_inc(asi_exits[reason]);
+}
+
+noinstr bool __asi_fault_exit(struct pt_regs *regs)
+{
+	if (!this_cpu_read(asi_cpu_state.restricted) || user_mode(regs))
+		return false;
+	asi_exit(ASI_EXIT_PAGE_FAULT);
+	return true;
+}
+
+/* Exits of all CPUs for @reason since boot. */
+u64 asi_exit_count(enum asi_exit_reason reason)
+{
+	unsigned int cpu;
+	u64 sum = 0;
+
+	if (reason >= ASI_NR_EXIT_REASONS)
+		return 0;
+	for_each_possible_cpu(cpu)
+		sum += per_cpu(asi_exits[reason], cpu);
+	return sum;
+}
+
+/*
  * asi=on|off. The last occurrence wins, like for most x86 parameters. A value
  * that is not understood is reported and leaves ASI at its default (off).
  */
@@ -478,6 +524,33 @@ int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg)
 unsigned int asi_test_cpu(void)
 {
 	return raw_smp_processor_id();
+}
+
+/*
+ * Run @fn on this CPU in the nonsensitive address space at @pgd, with IRQs
+ * off, the way the kernel will run after entering it: a kernel-mode #PF
+ * switches back to the full address space (asi_fault_exit()).
+ */
+int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg)
+{
+	unsigned long flags;
+	int ret;
+
+	local_irq_save(flags);
+	this_cpu_write(asi_cpu_state.full_cr3, __read_cr3());
+	this_cpu_write(asi_cpu_state.restricted, true);
+	native_write_cr3(pgd);
+	ret = fn(arg);
+	if (this_cpu_read(asi_cpu_state.restricted))
+		asi_exit(ASI_EXIT_OTHER);
+	local_irq_restore(flags);
+	return ret;
+}
+
+/* Read the first word of page @pfn through the direct map. */
+u64 asi_test_read_page(unsigned long pfn)
+{
+	return READ_ONCE(*(u64 *)pfn_to_kaddr(pfn));
 }
 
 /* What memdup_user() and friends do for large sizes: vmalloc with GFP_USER. */

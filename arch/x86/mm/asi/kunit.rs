@@ -152,6 +152,53 @@ mod tests {
         assert!(r.entries > 0 && r.tables > 0 && r.required_pages > 0);
     }
 
+    struct ReadUser {
+        pfn: u64,
+        value: u64,
+    }
+
+    extern "C" fn read_user_page(arg: *mut kernel::ffi::c_void) -> i32 {
+        // SAFETY: `arg` is the `ReadUser` of the test below, alive and not otherwise borrowed
+        // during the call.
+        let r = unsafe { &mut *arg.cast::<ReadUser>() };
+        r.value = sys::test::read_page(r.pfn);
+        0
+    }
+
+    #[test]
+    fn user_data_access_exits_once_and_reads_the_data() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        sys::test::fill(user, 0x5a);
+        let mut r = ReadUser {
+            pfn: user,
+            value: 0,
+        };
+        let before = sys::test::page_fault_exits();
+        // SAFETY: The function only reads the page; the fault on it is the point.
+        let ret =
+            unsafe { sys::test::run_restricted(t.pgd(), read_user_page, (&raw mut r).cast()) };
+        let after = sys::test::page_fault_exits();
+        // Code that touches no user data stays in the nonsensitive space.
+        let mut quiet = RunOn {
+            buf: KBox::new([0u8; 256], GFP_KERNEL)?,
+            cpu: u32::MAX,
+            sum: 0,
+        };
+        // SAFETY: As in `kernel_runs_on_nonsensitive_tables`.
+        let ret2 =
+            unsafe { sys::test::run_restricted(t.pgd(), on_nonsensitive, (&raw mut quiet).cast()) };
+        let last = sys::test::page_fault_exits();
+        sys::test::free(user, 0);
+        assert_eq!((ret, ret2), (0, 0));
+        assert_eq!(r.value, 0x5a5a_5a5a_5a5a_5a5a);
+        assert_eq!(after - before, 1);
+        assert_eq!(last, after);
+        Ok(())
+    }
+
     #[test]
     fn user_pages_are_absent_kernel_pages_present() -> Result {
         let Some(t) = tables_or_none() else {

@@ -349,6 +349,33 @@ pub(crate) mod test {
         Ok(())
     }
 
+    /// Runs `f` in the nonsensitive address space at `pgd` with interrupts disabled, where a
+    /// kernel-mode page fault switches to the full address space.
+    ///
+    /// # Safety
+    ///
+    /// `f` must not rely on staying in the nonsensitive space.
+    pub(crate) unsafe fn run_restricted(
+        pgd: u64,
+        f: extern "C" fn(*mut kernel::ffi::c_void) -> i32,
+        arg: *mut kernel::ffi::c_void,
+    ) -> i32 {
+        // SAFETY: The caller guarantees `f` copes with leaving the nonsensitive space.
+        unsafe { bindings::asi_test_run_restricted(pgd, Some(f), arg) }
+    }
+
+    /// Exits from the nonsensitive address space on a kernel-mode page fault, all CPUs.
+    pub(crate) fn page_fault_exits() -> u64 {
+        // SAFETY: No preconditions.
+        unsafe { bindings::asi_exit_count(bindings::asi_exit_reason_ASI_EXIT_PAGE_FAULT) }
+    }
+
+    /// Reads the first word of the page `pfn` through the kernel's direct map.
+    pub(crate) fn read_page(pfn: u64) -> u64 {
+        // SAFETY: The tests pass pages they allocated.
+        unsafe { bindings::asi_test_read_page(pfn as usize) }
+    }
+
     /// This CPU's number, read from per-CPU data.
     pub(crate) fn cpu() -> u32 {
         // SAFETY: No preconditions.
