@@ -25,12 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../kselftest.h"
+
 #define STATS		"/sys/kernel/debug/asi/stats"
 #define MAX_COUNTERS	16
 
 struct counters {
 	int n;
-	char name[MAX_COUNTERS][40];
+	char name[MAX_COUNTERS][64];
 	long long value[MAX_COUNTERS];
 };
 
@@ -53,7 +55,7 @@ static void read_counters(struct counters *c)
 	while (c->n < MAX_COUNTERS && fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "%63[^:]: %lld", key, &v) != 2)
 			continue;
-		for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(wanted); i++) {
 			if (!strcmp(key, wanted[i])) {
 				snprintf(c->name[c->n], sizeof(c->name[0]), "%s", key);
 				c->value[c->n++] = v;
@@ -323,7 +325,7 @@ int main(int argc, char **argv)
 	}
 	close(fd);
 
-	for (size_t w = 0; w < sizeof(workloads) / sizeof(workloads[0]); w++) {
+	for (size_t w = 0; w < ARRAY_SIZE(workloads); w++) {
 		const struct workload *wl = &workloads[w];
 		struct counters before, after;
 		long long t0, t1;
