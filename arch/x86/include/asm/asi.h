@@ -101,6 +101,9 @@ u64 asi_ktime_ns(void);
 
 bool __asi_fault_exit(struct pt_regs *regs);
 u64 asi_exit_count(enum asi_exit_reason reason);
+bool asi_transition_count(unsigned int cpu, int what, u64 *count);
+unsigned int asi_nr_cpu_ids(void);
+void asi_reset_transition_counts(void);
 
 /*
  * A #PF arrived: if this CPU runs in the nonsensitive address space and the

@@ -59,6 +59,20 @@ struct asi_cpu_state {
 };
 static DEFINE_PER_CPU(struct asi_cpu_state, asi_cpu_state);
 static DEFINE_PER_CPU(u64, asi_exits[ASI_NR_EXIT_REASONS]);
+static DEFINE_PER_CPU(u64, asi_enters);
+
+/*
+ * Switch this CPU to the nonsensitive tables at @pgd. IRQs off. The full
+ * CR3 is recorded first and the flag set before the CR3 write, so that a
+ * fault or NMI at any point can go back (see struct asi_cpu_state).
+ */
+static noinstr void asi_enter(u64 pgd)
+{
+	this_cpu_write(asi_cpu_state.full_cr3, __native_read_cr3());
+	this_cpu_write(asi_cpu_state.restricted, true);
+	native_write_cr3(pgd);
+	this_cpu_inc(asi_enters);
+}
 
 /* Switch this CPU to the full address space. IRQs off or in an exception. */
 static noinstr void asi_exit(enum asi_exit_reason reason)
@@ -76,7 +90,7 @@ noinstr bool __asi_fault_exit(struct pt_regs *regs)
 	return true;
 }
 
-/* Exits of all CPUs for @reason since boot. */
+/* Exits of all CPUs for @reason since boot (or the last reset). */
 u64 asi_exit_count(enum asi_exit_reason reason)
 {
 	unsigned int cpu;
@@ -87,6 +101,39 @@ u64 asi_exit_count(enum asi_exit_reason reason)
 	for_each_possible_cpu(cpu)
 		sum += per_cpu(asi_exits[reason], cpu);
 	return sum;
+}
+
+/*
+ * Enters (@what < 0) or exits for reason @what of possible CPU @cpu; false
+ * if there is no such CPU or reason.
+ */
+bool asi_transition_count(unsigned int cpu, int what, u64 *count)
+{
+	if (cpu >= nr_cpu_ids || !cpu_possible(cpu) || what >= ASI_NR_EXIT_REASONS)
+		return false;
+	*count = what < 0 ? per_cpu(asi_enters, cpu) : per_cpu(asi_exits[what], cpu);
+	return true;
+}
+
+unsigned int asi_nr_cpu_ids(void)
+{
+	return nr_cpu_ids;
+}
+
+/*
+ * Zero the counters. Not atomic against CPUs counting at the same time: a
+ * transition racing with the reset may be kept or lost.
+ */
+void asi_reset_transition_counts(void)
+{
+	unsigned int cpu;
+	int r;
+
+	for_each_possible_cpu(cpu) {
+		per_cpu(asi_enters, cpu) = 0;
+		for (r = 0; r < ASI_NR_EXIT_REASONS; r++)
+			per_cpu(asi_exits[r], cpu) = 0;
+	}
 }
 
 /*
@@ -537,9 +584,7 @@ int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg)
 	int ret;
 
 	local_irq_save(flags);
-	this_cpu_write(asi_cpu_state.full_cr3, __read_cr3());
-	this_cpu_write(asi_cpu_state.restricted, true);
-	native_write_cr3(pgd);
+	asi_enter(pgd);
 	ret = fn(arg);
 	if (this_cpu_read(asi_cpu_state.restricted))
 		asi_exit(ASI_EXIT_OTHER);

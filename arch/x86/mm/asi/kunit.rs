@@ -177,10 +177,13 @@ mod tests {
             value: 0,
         };
         let before = sys::test::page_fault_exits();
+        let enters = crate::debugfs::transition_total(sys::Transition::Enter);
         // SAFETY: The function only reads the page; the fault on it is the point.
         let ret =
             unsafe { sys::test::run_restricted(t.pgd(), read_user_page, (&raw mut r).cast()) };
         let after = sys::test::page_fault_exits();
+        let entered = crate::debugfs::transition_total(sys::Transition::Enter);
+        let pf_total = crate::debugfs::transition_total(sys::Transition::ExitPageFault);
         // Code that touches no user data stays in the nonsensitive space.
         let mut quiet = RunOn {
             buf: KBox::new([0u8; 256], GFP_KERNEL)?,
@@ -196,6 +199,13 @@ mod tests {
         assert_eq!(r.value, 0x5a5a_5a5a_5a5a_5a5a);
         assert_eq!(after - before, 1);
         assert_eq!(last, after);
+        assert_eq!(entered - enters, 1);
+        assert_eq!(pf_total, after);
+        // A reset zeroes every counter.
+        sys::reset_transition_counts();
+        for (what, _) in sys::Transition::ALL {
+            assert_eq!(crate::debugfs::transition_total(what), 0);
+        }
         Ok(())
     }
 

@@ -65,6 +65,38 @@ impl fmt::Display for Stats {
     }
 }
 
+/// Parses a write to the debugfs `transitions` file: `0`, optionally followed by a newline,
+/// resets the counters; anything else is refused.
+pub(crate) fn parse_reset(input: &[u8]) -> Result<(), ()> {
+    match input {
+        b"0" | b"0\n" => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// One line of the debugfs `transitions` file: the total and each CPU's count.
+pub(crate) struct CounterLine<'a> {
+    /// The counter's name.
+    pub(crate) name: &'a str,
+    /// `(cpu, count)` for the CPUs to list.
+    pub(crate) per_cpu: &'a [(u32, u64)],
+}
+
+impl CounterLine<'_> {
+    /// Writes the line, with `total` as the sum over all possible CPUs.
+    pub(crate) fn write(&self, f: &mut fmt::Formatter<'_>, total: u64) -> fmt::Result {
+        write!(f, "{}: {}", self.name, total)?;
+        for (i, (cpu, n)) in self.per_cpu.iter().enumerate() {
+            write!(f, "{}cpu{}={}", if i == 0 { " (" } else { " " }, cpu, n)?;
+        }
+        if self.per_cpu.is_empty() {
+            writeln!(f)
+        } else {
+            writeln!(f, ")")
+        }
+    }
+}
+
 /// What the verifier found wrong at one address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProblemKind {
@@ -255,6 +287,42 @@ mod tests {
         assert!(text.contains("problem: domain-missing va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: domain-out-of-sync va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: extra-mapping va=0x7f0000000000 pfn=0x1234\n"));
+    }
+
+    #[test]
+    fn reset_accepts_only_zero() {
+        assert_eq!(parse_reset(b"0"), Ok(()));
+        assert_eq!(parse_reset(b"0\n"), Ok(()));
+        for bad in [&b""[..], b"1", b"00", b"0 ", b"reset", b"\n0"] {
+            assert_eq!(parse_reset(bad), Err(()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn counter_line_format() {
+        struct L<'a>(CounterLine<'a>, u64);
+        impl fmt::Display for L<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write(f, self.1)
+            }
+        }
+        let per_cpu = [(0, 3), (1, 4)];
+        let line = L(
+            CounterLine {
+                name: "exits_page_fault",
+                per_cpu: &per_cpu,
+            },
+            7,
+        );
+        assert_eq!(format!("{line}"), "exits_page_fault: 7 (cpu0=3 cpu1=4)\n");
+        let none = L(
+            CounterLine {
+                name: "enters",
+                per_cpu: &[],
+            },
+            0,
+        );
+        assert_eq!(format!("{none}"), "enters: 0\n");
     }
 
     #[test]

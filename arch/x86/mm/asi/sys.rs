@@ -214,6 +214,53 @@ pub(crate) fn clear_page(pfn: u64) {
     unsafe { bindings::asi_clear_page(pfn as usize) }
 }
 
+/// Which transition counter: enters, or exits for one reason.
+#[derive(Clone, Copy)]
+pub(crate) enum Transition {
+    /// Entries into the nonsensitive address space.
+    Enter,
+    /// Exits on a kernel-mode page fault.
+    ExitPageFault,
+    /// Exits made on purpose.
+    ExitOther,
+}
+
+impl Transition {
+    /// All counters, in the order the debugfs file shows them, with their names.
+    pub(crate) const ALL: [(Transition, &'static str); 3] = [
+        (Transition::Enter, "enters"),
+        (Transition::ExitPageFault, "exits_page_fault"),
+        (Transition::ExitOther, "exits_other"),
+    ];
+
+    fn raw(self) -> i32 {
+        match self {
+            Transition::Enter => -1,
+            Transition::ExitPageFault => bindings::asi_exit_reason_ASI_EXIT_PAGE_FAULT as i32,
+            Transition::ExitOther => bindings::asi_exit_reason_ASI_EXIT_OTHER as i32,
+        }
+    }
+}
+
+/// The counter `what` of `cpu`, `None` if that CPU is not possible.
+pub(crate) fn transition_count(cpu: u32, what: Transition) -> Option<u64> {
+    let mut count = 0;
+    // SAFETY: `count` is valid for writes; the function checks `cpu` and `what`.
+    unsafe { bindings::asi_transition_count(cpu, what.raw(), &mut count) }.then_some(count)
+}
+
+/// One more than the highest possible CPU number.
+pub(crate) fn nr_cpu_ids() -> u32 {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_nr_cpu_ids() }
+}
+
+/// Zeroes the transition counters of all CPUs.
+pub(crate) fn reset_transition_counts() {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_reset_transition_counts() }
+}
+
 /// The monotonic clock, in nanoseconds.
 pub(crate) fn ktime_ns() -> u64 {
     // SAFETY: No preconditions.
