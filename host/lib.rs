@@ -14,11 +14,11 @@ extern crate std;
 
 #[path = "../arch/x86/mm/asi/cr3.rs"]
 mod cr3;
-#[path = "../arch/x86/mm/asi/status.rs"]
-mod status;
 #[path = "../arch/x86/mm/asi/pgtable.rs"]
 mod pgtable;
-#[path = "../arch/x86/mm/asi/stats.rs"]
-mod stats;
 #[path = "../arch/x86/mm/asi/policy.rs"]
 mod policy;
+#[path = "../arch/x86/mm/asi/stats.rs"]
+mod stats;
+#[path = "../arch/x86/mm/asi/status.rs"]
+mod status;

@@ -147,13 +147,52 @@ impl Taint {
     }
 }
 
-/// A set of [`Taint`]s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Taints(u8);
+/// Defines `$set`, a set of `$elem`s kept as the bit mask of their `bit()`s, with the
+/// operations the sets of this file share.
+macro_rules! bit_set {
+    ($(#[$attr:meta])* $set:ident of $elem:ident) => {
+        $(#[$attr])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) struct $set(u8);
+
+        impl $set {
+            /// The empty set.
+            pub(crate) const NONE: Self = Self(0);
+
+            /// The set holding only `elem`.
+            pub(crate) const fn of(elem: $elem) -> Self {
+                Self(elem.bit())
+            }
+
+            /// The elements in `self` or in `other`.
+            pub(crate) const fn union(self, other: Self) -> Self {
+                Self(self.0 | other.0)
+            }
+
+            /// Whether `elem` is in the set.
+            pub(crate) const fn contains(self, elem: $elem) -> bool {
+                self.0 & elem.bit() != 0
+            }
+
+            /// Whether the set is empty.
+            pub(crate) const fn is_empty(self) -> bool {
+                self.0 == 0
+            }
+
+            /// The elements of the set, in the order of `ALL`.
+            pub(crate) fn iter(self) -> impl Iterator<Item = $elem> {
+                $elem::ALL.into_iter().filter(move |e| self.contains(*e))
+            }
+        }
+    };
+}
+
+bit_set!(
+    /// A set of [`Taint`]s.
+    Taints of Taint
+);
 
 impl Taints {
-    /// No structure.
-    pub(crate) const NONE: Self = Self(0);
     /// The branch predictors.
     pub(crate) const PREDICTORS: Self = Self::of(Taint::Predictors);
     /// The return stack buffer.
@@ -168,31 +207,6 @@ impl Taints {
     pub(crate) const DATA: Self = Self::L1D.union(Self::CPU_BUFFERS);
     /// Every structure.
     pub(crate) const ALL: Self = Self::CONTROL.union(Self::DATA);
-
-    /// The set holding only `taint`.
-    pub(crate) const fn of(taint: Taint) -> Self {
-        Self(taint.bit())
-    }
-
-    /// The structures in `self` or in `other`.
-    pub(crate) const fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// Whether `taint` is in the set.
-    pub(crate) const fn contains(self, taint: Taint) -> bool {
-        self.0 & taint.bit() != 0
-    }
-
-    /// Whether the set is empty.
-    pub(crate) const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The structures of the set, in the order of [`Taint::ALL`].
-    pub(crate) fn iter(self) -> impl Iterator<Item = Taint> {
-        Taint::ALL.into_iter().filter(move |t| self.contains(*t))
-    }
 }
 
 /// A mitigation, which clears one structure entirely.
@@ -218,14 +232,9 @@ impl Action {
         Action::Verw,
     ];
 
-    /// The bit of this action in an [`Actions`].
+    /// The bit of this action in an [`Actions`]: the bit of the structure it clears.
     const fn bit(self) -> u8 {
-        match self {
-            Action::Ibpb => 1 << 0,
-            Action::RsbFill => 1 << 1,
-            Action::L1dFlush => 1 << 2,
-            Action::Verw => 1 << 3,
-        }
+        self.clears().bit()
     }
 
     /// The structure this action clears.
@@ -239,44 +248,21 @@ impl Action {
     }
 }
 
-/// A set of [`Action`]s, which the kernel runs in the order of [`Action::ALL`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Actions(u8);
+bit_set!(
+    /// A set of [`Action`]s, which the kernel runs in the order of [`Action::ALL`].
+    Actions of Action
+);
 
 impl Actions {
-    /// No action.
-    pub(crate) const NONE: Self = Self(0);
-
-    /// The set holding only `action`.
-    pub(crate) const fn of(action: Action) -> Self {
-        Self(action.bit())
-    }
-
-    /// The actions that clear the structures of `taints`.
-    pub(crate) fn clearing(taints: Taints) -> Self {
-        taints
-            .iter()
-            .fold(Self::NONE, |set, t| set.union(Self::of(t.action())))
-    }
-
-    /// The actions in `self` or in `other`.
-    pub(crate) const fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
+    /// The actions that clear the structures of `taints`. Each action has the bit of the
+    /// structure it clears.
+    pub(crate) const fn clearing(taints: Taints) -> Self {
+        Self(taints.0)
     }
 
     /// The set without `action`.
     pub(crate) const fn without(self, action: Action) -> Self {
         Self(self.0 & !action.bit())
-    }
-
-    /// Whether `action` is in the set.
-    pub(crate) const fn contains(self, action: Action) -> bool {
-        self.0 & action.bit() != 0
-    }
-
-    /// Whether the set is empty.
-    pub(crate) const fn is_empty(self) -> bool {
-        self.0 == 0
     }
 
     /// Number of actions in the set.
@@ -285,14 +271,8 @@ impl Actions {
     }
 
     /// The structures the actions of the set clear.
-    pub(crate) fn clears(self) -> Taints {
-        self.iter()
-            .fold(Taints::NONE, |set, a| set.union(Taints::of(a.clears())))
-    }
-
-    /// The actions of the set, in the order the kernel runs them.
-    pub(crate) fn iter(self) -> impl Iterator<Item = Action> {
-        Action::ALL.into_iter().filter(move |a| self.contains(*a))
+    pub(crate) const fn clears(self) -> Taints {
+        Taints(self.0)
     }
 }
 
