@@ -42,10 +42,13 @@ def main(argv):
     base_mode, base = runs[0]
     names = list(base)
     counters = ["user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
-                "tlb_flushes", "domains_created"]
+                "tlb_flushes", "domains_created", "exits_page_fault", "exits_switch_mm",
+                "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other"]
     short = {"user_pages_allocated": "upages", "flips_to_sensitive": "flip+",
              "flips_to_nonsensitive": "flip-", "tlb_flushes": "flush",
-             "domains_created": "domains"}
+             "domains_created": "domains", "exits_page_fault": "x:pf",
+             "exits_switch_mm": "x:swmm", "exits_cr3_read": "x:cr3",
+             "exits_tlb_flush": "x:tlb", "exits_nmi": "x:nmi", "exits_other": "x:other"}
 
     head = f"{'workload':<18}"
     for mode, _ in runs:
@@ -82,6 +85,10 @@ def main(argv):
                     row += f" {per_op(r.get(c, 0), r.get('ops', 0)):>10.4f}"
                 break
         print(row)
+    print("Counts per op are of the ASI boot: user pages allocated, flips to and from "
+          "sensitive, TLB flushes, mm tables created, and exits from the nonsensitive space "
+          "by reason (x:pf page fault, x:swmm switch_mm, x:cr3 CR3 read, x:tlb TLB flush, "
+          "x:nmi in an NMI, x:other); they count all CPUs, so other tasks add a little.")
     print("Under QEMU TCG the counts per op are the reliable figures; the times are noisy "
           "(emulated CPU, debug kernel with lockdep).")
     return 1 if failed else 0

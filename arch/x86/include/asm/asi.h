@@ -16,6 +16,7 @@
 #include <linux/types.h>
 #include <asm/cpufeature.h>
 #include <asm/ptrace.h>
+#include <asm/special_insns.h>
 
 /* What the asi= boot parameter asked for. */
 enum asi_boot_request {
@@ -27,7 +28,7 @@ enum asi_boot_request {
 
 /* This CPU's CR3 together with the inputs the kernel built it from. */
 struct asi_cr3_snapshot {
-	u64	cr3;		/* CR3 as read from the CPU */
+	u64	cr3;		/* CR3 of the full address space */
 	u64	pgd_pa;		/* physical address of the loaded mm's PGD */
 	u64	lam;		/* LAM bits of the loaded mm */
 	u16	asid;		/* dynamic ASID the loaded mm runs with */
@@ -52,10 +53,17 @@ struct asi_layout {
 
 struct mm_struct;
 
-/* Why the CPU left the nonsensitive address space. */
+/*
+ * Why the CPU left the nonsensitive address space. The names are the
+ * tracepoint's and debugfs's: keep asi_exit_reason_names in sync.
+ */
 enum asi_exit_reason {
-	ASI_EXIT_PAGE_FAULT,	/* a kernel-mode #PF in the nonsensitive space */
-	ASI_EXIT_OTHER,		/* left on purpose */
+	ASI_EXIT_PAGE_FAULT,	/* a kernel-mode #PF on a kernel address */
+	ASI_EXIT_SWITCH_MM,	/* switch_mm_irqs_off() loads another CR3 */
+	ASI_EXIT_CR3_READ,	/* code reads CR3 to load it again later */
+	ASI_EXIT_TLB_FLUSH,	/* a TLB flush leaves a lazy mm */
+	ASI_EXIT_NMI,		/* a #PF in an NMI; its end goes back */
+	ASI_EXIT_OTHER,		/* oops, double fault, kexec, suspend, tests */
 	ASI_NR_EXIT_REASONS,
 };
 
@@ -78,6 +86,7 @@ void asi_check_boottime(void);
 /* C, called from Rust. */
 enum asi_boot_request asi_boot_request(void);
 bool asi_boot_cpu_has_asi(void);
+bool asi_pti_on(void);
 void asi_cpu_flag_census(unsigned int *online, unsigned int *flagged);
 void asi_cr3_snapshot(struct asi_cr3_snapshot *snap);
 
@@ -99,7 +108,16 @@ void asi_mm_set_domain(struct mm_struct *mm, u64 pgd);
 void asi_visit_domains(asi_domain_fn fn, void *ctx);
 u64 asi_ktime_ns(void);
 
-bool __asi_fault_exit(struct pt_regs *regs);
+bool __asi_fault_exit(struct pt_regs *regs, unsigned long address);
+bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
+		     unsigned long address);
+void __asi_enter_user(void);
+void __asi_exit(enum asi_exit_reason reason, unsigned long ip);
+void __asi_exit_noinstr(enum asi_exit_reason reason);
+u64 __asi_nmi_enter(void);
+void __asi_nmi_exit(u64 cr3);
+unsigned long __asi_read_full_cr3(void);
+void asi_cpu_reset(void);
 u64 asi_exit_count(enum asi_exit_reason reason);
 bool asi_transition_count(unsigned int cpu, int what, u64 *count);
 unsigned int asi_nr_cpu_ids(void);
@@ -107,17 +125,75 @@ void asi_reset_transition_counts(void);
 
 /*
  * A #PF arrived: if this CPU runs in the nonsensitive address space and the
- * fault is a kernel-mode one, switch to the full address space so that the
- * faulting instruction can be retried. True if that happened. Called first
- * thing from exc_page_fault(), so noinstr.
+ * fault is a kernel-mode one on a kernel address, switch to the full address
+ * space. True if that happened: the caller then asks asi_fault_retry()
+ * whether the full tables grant the access. Called first thing from
+ * exc_page_fault(), so noinstr.
  */
-static __always_inline bool asi_fault_exit(struct pt_regs *regs)
+static __always_inline bool asi_fault_exit(struct pt_regs *regs,
+					   unsigned long address)
 {
-	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_fault_exit(regs);
+	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_fault_exit(regs, address);
+}
+
+/*
+ * Return to user mode: run it, and the next entry into the kernel, in the
+ * nonsensitive address space of current's mm. Last thing before the return,
+ * IRQs off, noinstr.
+ */
+static __always_inline void asi_enter_user(void)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_enter_user();
+}
+
+/*
+ * Make sure this CPU runs on the full tables of its loaded mm, before code
+ * that writes or reads CR3 or needs the full tables. IRQs off. Traced.
+ */
+static __always_inline void asi_exit(enum asi_exit_reason reason)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_exit(reason, _THIS_IP_);
+}
+
+/* The same from noinstr code (double fault): not traced. */
+static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_exit_noinstr(reason);
+}
+
+/*
+ * An NMI handler may leave the nonsensitive space (a #PF on sensitive
+ * data). asi_nmi_enter() at its start returns what asi_nmi_exit() needs at
+ * its end to go back to where the NMI landed. Both noinstr.
+ */
+static __always_inline u64 asi_nmi_enter(void)
+{
+	return cpu_feature_enabled(X86_FEATURE_ASI) ? __asi_nmi_enter() : 0;
+}
+
+static __always_inline void asi_nmi_exit(u64 cr3)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_nmi_exit(cr3);
+}
+
+/*
+ * CR3 of the full address space of the loaded mm, for checks that compare
+ * CR3 with what switch_mm_irqs_off() loaded.
+ */
+static __always_inline unsigned long asi_read_full_cr3(void)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		return __asi_read_full_cr3();
+	return __read_cr3();
 }
 
 /* Rust, called from C. */
 int asi_core_init(void);
+bool asi_fault_granted(unsigned long address, unsigned long error_code);
 int asi_debugfs_init(void);
 int asi_mm_init(struct mm_struct *mm);
 void asi_mm_destroy(struct mm_struct *mm);
@@ -168,6 +244,11 @@ unsigned int asi_test_cpu(void);
 int asi_test_set_ro(unsigned long pfn, bool ro);
 int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg);
 u64 asi_test_read_page(unsigned long pfn);
+u64 asi_test_cr3(u64 full, u64 pgd);
+bool asi_test_restricted(u64 *cr3);
+int asi_test_nested_setup(bool nmi);
+void asi_test_nested_teardown(bool nmi);
+int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value);
 void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
 int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
@@ -183,7 +264,17 @@ static __always_inline bool asi_enabled(void)
 
 static inline void asi_check_boottime(void) { }
 static inline void asi_sync_direct_map(unsigned long va, unsigned long nr) { }
-static __always_inline bool asi_fault_exit(struct pt_regs *regs) { return false; }
+static __always_inline bool asi_fault_exit(struct pt_regs *regs,
+					   unsigned long address) { return false; }
+static inline bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
+				   unsigned long address) { return false; }
+static __always_inline void asi_enter_user(void) { }
+static __always_inline void asi_exit(enum asi_exit_reason reason) { }
+static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason) { }
+static __always_inline u64 asi_nmi_enter(void) { return 0; }
+static __always_inline void asi_nmi_exit(u64 cr3) { }
+static __always_inline unsigned long asi_read_full_cr3(void) { return __read_cr3(); }
+static inline void asi_cpu_reset(void) { }
 static inline int asi_init_mm(struct mm_struct *mm) { return 0; }
 static inline void asi_destroy_mm(struct mm_struct *mm) { }
 

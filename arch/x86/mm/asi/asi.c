@@ -15,10 +15,12 @@
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fault-inject.h>
 #include <linux/gfp.h>
 #include <linux/highmem.h>
 #include <linux/init.h>
+#include <linux/irq_work.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
 #include <linux/printk.h>
@@ -31,9 +33,11 @@
 #include <linux/timekeeping.h>
 #include <linux/vmalloc.h>
 
+#include <asm/apic.h>
 #include <asm/asi.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
+#include <asm/nmi.h>
 #include <asm/pgalloc.h>
 #include <asm/processor.h>
 #include <asm/sections.h>
@@ -41,17 +45,37 @@
 #include <asm/setup.h>
 #include <asm/tlbflush.h>
 
+#define CREATE_TRACE_POINTS
+#include <asm/trace/asi.h>
+
 static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
 
 /*
- * Whether this CPU runs on ASI's nonsensitive tables, and the CR3 of the
- * full address space to go back to.
+ * Whether this CPU runs on ASI's nonsensitive tables ("restricted"), and the
+ * CR3 of the full address space to go back to.
  *
- * Ordering: entering writes full_cr3, then restricted, then CR3; leaving
- * writes CR3, then clears restricted. An NMI or #PF between any two of
- * these writes therefore sees restricted set only while CR3 may already
- * be (or still be) the nonsensitive one, and full_cr3 always valid when
- * restricted is set: leaving again is harmless.
+ * A CPU enters on its way back to user mode (__asi_enter_user()) and stays
+ * restricted, in user mode and in the kernel, until something needs the
+ * full tables: a #PF on a kernel address they map, or code that loads or
+ * reads CR3 (asi_exit()). While restricted, full_cr3 is what
+ * switch_mm_irqs_off() loaded for the loaded mm; every CR3 load of tlb.c
+ * exits first, so it cannot go stale.
+ *
+ * Ordering, against an NMI or #PF between any two instructions:
+ * - entering writes full_cr3, then sets restricted, then writes CR3;
+ * - leaving writes CR3, then clears restricted.
+ * So whenever restricted is set, full_cr3 is valid and CR3 is one of the
+ * two, and leaving again is harmless; whenever it is clear, CR3 is the full
+ * one. An NMI handler that leaves puts back, at its end, the flag and the
+ * CR3 it found (__asi_nmi_exit()), so code interrupted on its way to user
+ * mode returns on the tables it chose.
+ *
+ * TLB: entering writes CR3 without CR3_NOFLUSH, which flushes the
+ * nonsensitive PCID (with PCIDs) or all non-global entries (without), and
+ * leaving writes back a CR3 read from the CPU, which never has CR3_NOFLUSH
+ * and so flushes the full PCID. Neither set of tables can therefore hold
+ * TLB entries from before a flush that ran on the other, and the kernel's
+ * TLB-flush paths need not know about ASI.
  */
 struct asi_cpu_state {
 	bool	restricted;
@@ -61,33 +85,135 @@ static DEFINE_PER_CPU(struct asi_cpu_state, asi_cpu_state);
 static DEFINE_PER_CPU(u64, asi_exits[ASI_NR_EXIT_REASONS]);
 static DEFINE_PER_CPU(u64, asi_enters);
 
-/*
- * Switch this CPU to the nonsensitive tables at @pgd. IRQs off. The full
- * CR3 is recorded first and the flag set before the CR3 write, so that a
- * fault or NMI at any point can go back (see struct asi_cpu_state).
- */
-static noinstr void asi_enter(u64 pgd)
+/* Switch this CPU to the nonsensitive tables at @cr3. IRQs off. */
+static noinstr void asi_enter(u64 cr3)
 {
 	this_cpu_write(asi_cpu_state.full_cr3, __native_read_cr3());
 	this_cpu_write(asi_cpu_state.restricted, true);
-	native_write_cr3(pgd);
+	native_write_cr3(cr3);
 	this_cpu_inc(asi_enters);
 }
 
 /* Switch this CPU to the full address space. IRQs off or in an exception. */
-static noinstr void asi_exit(enum asi_exit_reason reason)
+static noinstr void asi_leave(enum asi_exit_reason reason)
 {
 	native_write_cr3(this_cpu_read(asi_cpu_state.full_cr3));
 	this_cpu_write(asi_cpu_state.restricted, false);
 	this_cpu_inc(asi_exits[reason]);
 }
 
-noinstr bool __asi_fault_exit(struct pt_regs *regs)
+/*
+ * The CR3 of the nonsensitive tables at physical address @pgd for the full
+ * address space loaded as @full: the same PCID, with ASI's bit, and the same
+ * LAM and encryption bits.
+ */
+static __always_inline u64 asi_cr3(u64 full, u64 pgd)
 {
-	if (!this_cpu_read(asi_cpu_state.restricted) || user_mode(regs))
+	u64 cr3 = (full & ~CR3_ADDR_MASK) | pgd;
+
+	if (cpu_feature_enabled(X86_FEATURE_PCID))
+		cr3 |= 1ULL << X86_CR3_ASI_PCID_BIT;
+	return cr3;
+}
+
+noinstr void __asi_enter_user(void)
+{
+	struct mm_struct *mm = current->mm;
+	pgd_t *asi_pgd;
+	u64 full;
+
+	if (this_cpu_read(asi_cpu_state.restricted) || !mm)
+		return;
+	asi_pgd = READ_ONCE(mm->context.asi_pgd);
+	if (!asi_pgd)
+		return;
+	/* Only from the full tables of this mm, not from a temporary one. */
+	full = __native_read_cr3();
+	if ((full & CR3_ADDR_MASK) != __pa_nodebug(mm->pgd))
+		return;
+	asi_enter(asi_cr3(full, __pa_nodebug(asi_pgd)));
+}
+
+/*
+ * The nonsensitive tables map the same user half as the full ones, so only
+ * a kernel-mode fault on a kernel address can be ASI's doing. Within an NMI
+ * the exit is undone when the NMI returns, and counted apart.
+ */
+noinstr bool __asi_fault_exit(struct pt_regs *regs, unsigned long address)
+{
+	if (!this_cpu_read(asi_cpu_state.restricted) || user_mode(regs) ||
+	    address < TASK_SIZE_MAX)
 		return false;
-	asi_exit(ASI_EXIT_PAGE_FAULT);
+	asi_leave(in_nmi() ? ASI_EXIT_NMI : ASI_EXIT_PAGE_FAULT);
 	return true;
+}
+
+/*
+ * After __asi_fault_exit() left, from instrumentable context: trace the
+ * exit and tell whether the full tables grant the access. If they do, the
+ * fault was ASI's alone and returning retries the instruction; if not, the
+ * fault is handled as if ASI did not exist.
+ */
+bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
+		     unsigned long address)
+{
+	trace_asi_exit(in_nmi() ? ASI_EXIT_NMI : ASI_EXIT_PAGE_FAULT, address,
+		       regs->ip);
+	return asi_fault_granted(address, error_code);
+}
+
+void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
+{
+	unsigned long flags;
+	bool left = false;
+
+	local_irq_save(flags);
+	if (this_cpu_read(asi_cpu_state.restricted)) {
+		asi_leave(reason);
+		left = true;
+	}
+	local_irq_restore(flags);
+	if (left)
+		trace_asi_exit(reason, 0, ip);
+}
+
+noinstr void __asi_exit_noinstr(enum asi_exit_reason reason)
+{
+	if (this_cpu_read(asi_cpu_state.restricted))
+		asi_leave(reason);
+}
+
+/* CR3 at the start of an NMI if the CPU was restricted, else 0. */
+noinstr u64 __asi_nmi_enter(void)
+{
+	return this_cpu_read(asi_cpu_state.restricted) ? __native_read_cr3() : 0;
+}
+
+/*
+ * End of an NMI that started restricted with CR3 @cr3: if the handler left,
+ * go back. The flag goes first, as when entering; full_cr3 is unchanged,
+ * since only the return to user mode enters.
+ */
+noinstr void __asi_nmi_exit(u64 cr3)
+{
+	if (!cr3 || this_cpu_read(asi_cpu_state.restricted))
+		return;
+	this_cpu_write(asi_cpu_state.restricted, true);
+	native_write_cr3(cr3);
+	this_cpu_inc(asi_enters);
+}
+
+noinstr unsigned long __asi_read_full_cr3(void)
+{
+	if (this_cpu_read(asi_cpu_state.restricted))
+		return this_cpu_read(asi_cpu_state.full_cr3);
+	return __read_cr3();
+}
+
+/* A CPU coming up or back from suspend runs on the full tables. */
+void asi_cpu_reset(void)
+{
+	this_cpu_write(asi_cpu_state.restricted, false);
 }
 
 /* Exits of all CPUs for @reason since boot (or the last reset). */
@@ -155,13 +281,35 @@ static int __init asi_parse_cmdline(char *arg)
 }
 early_param("asi", asi_parse_cmdline);
 
-/* Called from init_mem_mapping(), after early parameters have been parsed. */
+/*
+ * Called from init_mem_mapping(), after early parameters have been parsed
+ * and right after the PTI decision.
+ *
+ * ASI does not run alongside PTI: the entry code's switch to the kernel
+ * CR3 would leave the nonsensitive tables at once, and its switch back to
+ * the user CR3 would need a PTI user copy of every nonsensitive top-level
+ * table. Where PTI is on, because the CPU is affected by Meltdown (where
+ * user mode could read all of the nonsensitive tables, so ASI cannot
+ * replace PTI) or because of pti=on, ASI stays off and says so.
+ *
+ * INVLPGB flushes one PCID on every CPU without telling them; a CPU on the
+ * nonsensitive PCID of that mm would miss the flush. ASI turns it off, as
+ * PTI does.
+ */
 void __init asi_check_boottime(void)
 {
 	if (asi_request != ASI_BOOT_ON)
 		return;
 
+	if (boot_cpu_has(X86_FEATURE_PTI)) {
+		pr_info("PTI is on (%s); ASI does not run alongside PTI and stays off\n",
+			boot_cpu_has_bug(X86_BUG_CPU_MELTDOWN) ?
+			"the CPU is affected by Meltdown" : "pti=on");
+		return;
+	}
+
 	setup_force_cpu_cap(X86_FEATURE_ASI);
+	setup_clear_cpu_cap(X86_FEATURE_INVLPGB);
 }
 
 enum asi_boot_request asi_boot_request(void)
@@ -172,6 +320,11 @@ enum asi_boot_request asi_boot_request(void)
 bool asi_boot_cpu_has_asi(void)
 {
 	return boot_cpu_has(X86_FEATURE_ASI);
+}
+
+bool asi_pti_on(void)
+{
+	return boot_cpu_has(X86_FEATURE_PTI);
 }
 
 /* Count the online CPUs, and those whose /proc/cpuinfo shows "asi". */
@@ -201,7 +354,7 @@ void asi_cr3_snapshot(struct asi_cr3_snapshot *snap)
 
 	preempt_disable();
 	loaded_mm = this_cpu_read(cpu_tlbstate.loaded_mm);
-	snap->cr3 = __read_cr3();
+	snap->cr3 = asi_read_full_cr3();
 	snap->pgd_pa = __pa(loaded_mm->pgd);
 	snap->lam = tlbstate_lam_cr3_mask();
 	snap->asid = this_cpu_read(cpu_tlbstate.loaded_mm_asid);
@@ -575,21 +728,116 @@ unsigned int asi_test_cpu(void)
 
 /*
  * Run @fn on this CPU in the nonsensitive address space at @pgd, with IRQs
- * off, the way the kernel will run after entering it: a kernel-mode #PF
- * switches back to the full address space (asi_fault_exit()).
+ * off and preemption disabled, the way the kernel runs after entering it: a
+ * kernel-mode #PF switches back to the full address space
+ * (asi_fault_exit()). @fn may enable IRQs for a while.
  */
 int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg)
 {
 	unsigned long flags;
 	int ret;
 
+	preempt_disable();
 	local_irq_save(flags);
 	asi_enter(pgd);
 	ret = fn(arg);
 	if (this_cpu_read(asi_cpu_state.restricted))
-		asi_exit(ASI_EXIT_OTHER);
+		asi_leave(ASI_EXIT_OTHER);
 	local_irq_restore(flags);
+	preempt_enable();
 	return ret;
+}
+
+/* Whether this CPU is in the nonsensitive space, and its CR3. */
+bool asi_test_restricted(u64 *cr3)
+{
+	*cr3 = __read_cr3();
+	return this_cpu_read(asi_cpu_state.restricted);
+}
+
+/* What the interrupt or NMI of the nesting tests reads, and when it ran. */
+struct asi_test_nested {
+	struct irq_work work;
+	unsigned long pfn;
+	u64 value;
+	bool armed;
+	bool done;
+};
+static struct asi_test_nested asi_test_nested;
+
+static void asi_test_nested_read(void)
+{
+	asi_test_nested.value = READ_ONCE(*(u64 *)pfn_to_kaddr(asi_test_nested.pfn));
+	WRITE_ONCE(asi_test_nested.done, true);
+}
+
+static int asi_test_nmi(unsigned int type, struct pt_regs *regs)
+{
+	if (!READ_ONCE(asi_test_nested.armed))
+		return NMI_DONE;
+	WRITE_ONCE(asi_test_nested.armed, false);
+	asi_test_nested_read();
+	return NMI_HANDLED;
+}
+
+static void asi_test_irq_work(struct irq_work *work)
+{
+	asi_test_nested_read();
+}
+
+/* Install the NMI handler (@nmi) or the irq_work of the nesting tests. */
+int asi_test_nested_setup(bool nmi)
+{
+	asi_test_nested.armed = false;
+	if (nmi)
+		return register_nmi_handler(NMI_LOCAL, asi_test_nmi, 0, "asi_test");
+	init_irq_work(&asi_test_nested.work, asi_test_irq_work);
+	return 0;
+}
+
+void asi_test_nested_teardown(bool nmi)
+{
+	if (nmi)
+		unregister_nmi_handler(NMI_LOCAL, "asi_test");
+	else
+		irq_work_sync(&asi_test_nested.work);
+}
+
+/*
+ * Read the first word of page @pfn from an NMI (@nmi) or an interrupt (an
+ * irq_work) that this CPU sends itself, into *@value, between
+ * asi_test_nested_setup() and asi_test_nested_teardown(). IRQs and
+ * preemption must be disabled; they stay so for an NMI, and IRQs are
+ * enabled only while waiting for the interrupt. -ETIMEDOUT if it did not
+ * come within a second.
+ */
+int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value)
+{
+	unsigned int i;
+
+	asi_test_nested.pfn = pfn;
+	WRITE_ONCE(asi_test_nested.done, false);
+	if (nmi) {
+		WRITE_ONCE(asi_test_nested.armed, true);
+		apic->send_IPI_mask(cpumask_of(smp_processor_id()), NMI_VECTOR);
+	} else {
+		irq_work_queue(&asi_test_nested.work);
+		local_irq_enable();
+	}
+	for (i = 0; i < 1000000 && !READ_ONCE(asi_test_nested.done); i++)
+		udelay(1);
+	if (nmi)
+		WRITE_ONCE(asi_test_nested.armed, false);
+	else
+		local_irq_disable();
+	*value = asi_test_nested.value;
+	return READ_ONCE(asi_test_nested.done) ? 0 : -ETIMEDOUT;
+}
+
+/* The CR3 that enters the nonsensitive tables at @pgd from the full CR3 @full. */
+u64 asi_test_cr3(u64 full, u64 pgd)
+{
+	return asi_cr3(full, pgd);
 }
 
 /* Read the first word of page @pfn through the direct map. */

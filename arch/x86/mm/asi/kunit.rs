@@ -209,6 +209,110 @@ mod tests {
         Ok(())
     }
 
+    /// What the nesting tests read from an interrupt or NMI, and where they end up.
+    struct Nested {
+        pfn: u64,
+        nmi: bool,
+        value: Result<u64>,
+        restricted_before: (bool, u64),
+        restricted_after: (bool, u64),
+    }
+
+    extern "C" fn read_nested(arg: *mut kernel::ffi::c_void) -> i32 {
+        // SAFETY: `arg` is the `Nested` of the test below, alive and not otherwise borrowed
+        // during the call.
+        let n = unsafe { &mut *arg.cast::<Nested>() };
+        n.restricted_before = sys::test::restricted();
+        n.value = sys::test::nested_read_page(n.pfn, n.nmi);
+        n.restricted_after = sys::test::restricted();
+        0
+    }
+
+    /// Runs [`read_nested`] in the nonsensitive space; returns it and the change of each
+    /// transition counter.
+    fn nested(t: &tables::Tables, pfn: u64, nmi: bool) -> (Nested, [u64; 7]) {
+        let mut n = Nested {
+            pfn,
+            nmi,
+            value: Err(EINVAL),
+            restricted_before: (false, 0),
+            restricted_after: (false, 0),
+        };
+        let before = sys::Transition::ALL.map(|(w, _)| crate::debugfs::transition_total(w));
+        let run = sys::test::with_nested(nmi, || {
+            // SAFETY: The function copes with leaving the nonsensitive space: leaving is the
+            // point.
+            unsafe { sys::test::run_restricted(t.pgd(), read_nested, (&raw mut n).cast()) }
+        });
+        if let Err(e) = run {
+            n.value = Err(e);
+        }
+        let mut delta = [0u64; 7];
+        for (i, (w, _)) in sys::Transition::ALL.iter().enumerate() {
+            delta[i] = crate::debugfs::transition_total(*w).wrapping_sub(before[i]);
+        }
+        (n, delta)
+    }
+
+    #[test]
+    fn nmi_that_leaves_returns_to_the_nonsensitive_space() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        sys::test::fill(user, 0x3c);
+        let (n, delta) = nested(t, user, true);
+        sys::test::free(user, 0);
+        assert_eq!(n.value, Ok(0x3c3c_3c3c_3c3c_3c3c));
+        // The NMI left (its #PF counts as an NMI exit), and its return put the CPU back on the
+        // tables it interrupted: counted as a second enter.
+        assert!(n.restricted_before.0);
+        assert_eq!(n.restricted_after, n.restricted_before);
+        // enters, page_fault, switch_mm, cr3_read, tlb_flush, nmi, other: the test's own enter
+        // and the NMI's return; the NMI's exit; the test's exit at its end.
+        assert_eq!(delta, [2, 0, 0, 0, 0, 1, 1]);
+        Ok(())
+    }
+
+    #[test]
+    fn interrupt_that_leaves_leaves_for_good() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        sys::test::fill(user, 0xc3);
+        let (n, delta) = nested(t, user, false);
+        sys::test::free(user, 0);
+        assert_eq!(n.value, Ok(0xc3c3_c3c3_c3c3_c3c3));
+        // An interrupt's exit stands: the interrupted code goes on in the full space, the CR3 it
+        // came from, until the next return to user mode enters again.
+        assert!(n.restricted_before.0);
+        assert!(!n.restricted_after.0);
+        assert_ne!(n.restricted_after.1, n.restricted_before.1);
+        assert_eq!(delta, [1, 1, 0, 0, 0, 0, 0]);
+        Ok(())
+    }
+
+    #[test]
+    fn nonsensitive_cr3_matches_the_encoder() {
+        // Every CPU, PCIDs or not: the C and Rust encodings of the CR3 that enters the
+        // nonsensitive space must agree. With PCIDs this covers ASI's PCID bit.
+        let snap = sys::cr3_snapshot();
+        let full = Cr3::from_raw(snap.cr3);
+        let layout = crate::cr3::PcidLayout::new(snap.pti_pcid, true);
+        let enc = crate::cr3::Cr3Encoder::new(snap.pcid, layout);
+        for pgd in [0x1000u64, 0x1234_5000, snap.pgd_pa] {
+            let c = sys::test::asi_cr3(snap.cr3, pgd);
+            assert_eq!(enc.nonsensitive(full, pgd, false), Ok(Cr3::from_raw(c)));
+            if snap.pcid {
+                assert_eq!(
+                    enc.space_of(Cr3::from_raw(c)),
+                    Some(crate::cr3::Space::Nonsensitive)
+                );
+            }
+        }
+    }
+
     #[test]
     fn user_pages_are_absent_kernel_pages_present() -> Result {
         let Some(t) = tables_or_none() else {

@@ -38,6 +38,44 @@ pub(crate) mod bits {
     pub(crate) const NX: u64 = 1 << 63;
 }
 
+/// Bits of the page-fault error code (`X86_PF_*` in `arch/x86/include/asm/trap_pf.h`).
+pub(crate) mod pf {
+    /// A write.
+    pub(crate) const WRITE: u64 = 1 << 1;
+    /// From user mode.
+    pub(crate) const USER: u64 = 1 << 2;
+    /// A reserved bit was set in an entry.
+    pub(crate) const RSVD: u64 = 1 << 3;
+    /// An instruction fetch.
+    pub(crate) const INSTR: u64 = 1 << 4;
+    /// A protection-key violation.
+    pub(crate) const PK: u64 = 1 << 5;
+    /// A shadow-stack access.
+    pub(crate) const SHSTK: u64 = 1 << 6;
+    /// An SGX (EPCM) violation.
+    pub(crate) const SGX: u64 = 1 << 15;
+}
+
+/// Whether the kernel's leaf entry `leaf` for an address grants the access of a kernel-mode page
+/// fault with `error_code` on the nonsensitive tables. If it does, the fault was ASI's alone:
+/// retried on the kernel's tables the access succeeds. Anything else (not present there either,
+/// a write to a read-only page, a fetch from a non-executable one, reserved bits, protection
+/// keys, shadow stacks, SGX, a user-mode access) is a fault the kernel must handle as if ASI did
+/// not exist. The upper levels of the kernel's tables are never more restrictive than its leaves
+/// (they are `_KERNPG_TABLE`), so the leaf decides.
+pub(crate) fn fault_granted(leaf: u64, error_code: u64) -> bool {
+    if leaf & bits::PRESENT == 0 {
+        return false;
+    }
+    if error_code & (pf::USER | pf::RSVD | pf::PK | pf::SHSTK | pf::SGX) != 0 {
+        return false;
+    }
+    if error_code & pf::WRITE != 0 && leaf & bits::RW == 0 {
+        return false;
+    }
+    !(error_code & pf::INSTR != 0 && leaf & bits::NX != 0)
+}
+
 /// The paging mode and the entry format of the running kernel.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Paging {
@@ -755,5 +793,30 @@ mod tests {
             Range::with_len(0xffff_ffff_ffff_f000, 0x1000).unwrap().last,
             u64::MAX
         );
+    }
+
+    #[test]
+    fn fault_granted_follows_the_kernel_leaf() {
+        let rw = bits::PRESENT | RW | NX | 0x1234_5000;
+        let ro = bits::PRESENT | NX | 0x1234_5000;
+        let text = bits::PRESENT | 0x1234_5000;
+        // Reads of anything present, writes of writable pages, fetches of executable ones.
+        assert!(fault_granted(rw, 0));
+        assert!(fault_granted(rw, pf::WRITE));
+        assert!(fault_granted(ro, 0));
+        assert!(fault_granted(text, pf::INSTR));
+        // A protection fault on the nonsensitive tables is still ASI's if the kernel grants it.
+        // (Bit 0 of the error code: the page was present.)
+        assert!(fault_granted(rw, 1 | pf::WRITE));
+        // Not present in the kernel's tables either: the kernel's fault, not ASI's.
+        assert!(!fault_granted(rw & !bits::PRESENT, 0));
+        assert!(!fault_granted(0, 0));
+        // Accesses the kernel's own entry does not grant.
+        assert!(!fault_granted(ro, pf::WRITE));
+        assert!(!fault_granted(rw, pf::INSTR));
+        // Faults ASI never causes.
+        for bit in [pf::USER, pf::RSVD, pf::PK, pf::SHSTK, pf::SGX] {
+            assert!(!fault_granted(rw, bit), "{bit:#x}");
+        }
     }
 }

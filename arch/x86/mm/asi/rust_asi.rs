@@ -19,7 +19,7 @@ use kernel::prelude::*;
 
 #[expect(
     dead_code,
-    reason = "the nonsensitive CR3 encoding is for the address-space switch, not wired up yet"
+    reason = "parts of the CR3 model (the nonsensitive encoding, PTI's user space) serve the tests only"
 )]
 mod cr3;
 mod debugfs;
@@ -48,6 +48,7 @@ fn current_status() -> status::Status {
     status::Status {
         enabled: sys::boot_cpu_has_asi(),
         request: sys::boot_request(),
+        pti: sys::pti_on(),
         pcid: snap.pcid,
         cpus_online: census.online,
         cpus_flagged: census.flagged,
@@ -59,7 +60,7 @@ fn current_status() -> status::Status {
 /// that the CPU runs with, which is in `snap.cr3`.
 fn cr3_encoding_of(snap: &sys::Cr3Snapshot) -> Result<cr3::Cr3, cr3::Cr3Error> {
     // The kernel's ASID allocator does not reserve ASI's PCID bit yet.
-    let layout = cr3::PcidLayout::new(snap.pti_pcid, false);
+    let layout = cr3::PcidLayout::new(snap.pti_pcid, true);
     cr3::Cr3Encoder::new(snap.pcid, layout).sensitive(snap.pgd_pa, snap.asid, snap.lam)
 }
 
@@ -75,7 +76,7 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
     let status = current_status();
     pr_info!("{}\n", status.boot_line());
     // asi_check_boottime() sets the flag from the request; anything else is a kernel bug.
-    kernel::warn_on!(status.enabled != status.request.wants_asi());
+    kernel::warn_on!(status.enabled != status.expected());
     if status.enabled {
         if let Err(e) = tables::init() {
             pr_err!(
@@ -147,6 +148,21 @@ pub unsafe extern "C" fn asi_make_nonsensitive(pfn: usize, nr: usize) {
 #[export]
 pub unsafe extern "C" fn asi_mirror_direct_map(va: usize, nr: usize) {
     tables::mirror(va as u64, nr as u64)
+}
+
+/// Whether the kernel's own tables grant the access of a kernel-mode page fault at `address`
+/// with `error_code`, which happened on the nonsensitive tables: then the fault was ASI's alone
+/// and the instruction can be retried on the full tables. See [`pgtable::fault_granted`].
+///
+/// # Safety
+///
+/// No requirements, see [`asi_core_init`]. Called from `exc_page_fault()` after it left the
+/// nonsensitive space, in any context the page-fault handler runs in, NMI included: it neither
+/// sleeps nor allocates nor takes locks.
+#[export]
+pub unsafe extern "C" fn asi_fault_granted(address: usize, error_code: usize) -> bool {
+    sys::kernel_leaf(address as u64)
+        .is_some_and(|(_, leaf)| pgtable::fault_granted(leaf, error_code as u64))
 }
 
 /// Creates `/sys/kernel/debug/asi/`. Called from a late initcall.

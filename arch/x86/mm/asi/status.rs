@@ -66,6 +66,8 @@ pub(crate) struct Status {
     pub(crate) enabled: bool,
     /// What the boot parameter asked for.
     pub(crate) request: BootRequest,
+    /// Whether PTI is on, which keeps ASI off.
+    pub(crate) pti: bool,
     /// Whether the CPU tags TLB entries with PCIDs.
     pub(crate) pcid: bool,
     /// Online CPUs.
@@ -80,7 +82,12 @@ impl Status {
     /// Whether the state is what the boot parameter asked for, on every CPU.
     pub(crate) fn consistent(&self) -> bool {
         let expected = if self.enabled { self.cpus_online } else { 0 };
-        self.enabled == self.request.wants_asi() && self.cpus_flagged == expected
+        self.enabled == self.expected() && self.cpus_flagged == expected
+    }
+
+    /// Whether ASI should be on: asked for, and PTI off.
+    pub(crate) fn expected(&self) -> bool {
+        self.request.wants_asi() && !self.pti
     }
 
     /// The line logged at boot, without the `asi: ` prefix.
@@ -94,6 +101,7 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "enabled: {}", yes_no(self.enabled))?;
         writeln!(f, "boot_param: {}", self.request.name())?;
+        writeln!(f, "pti: {}", yes_no(self.pti))?;
         writeln!(f, "pcid: {}", yes_no(self.pcid))?;
         writeln!(f, "cpus_online: {}", self.cpus_online)?;
         writeln!(f, "cpus_with_flag: {}", self.cpus_flagged)?;
@@ -122,6 +130,8 @@ impl fmt::Display for BootLine<'_> {
         if s.enabled {
             let pcid = if s.pcid { "with" } else { "without" };
             write!(f, ", {pcid} PCID")?;
+        } else if s.request.wants_asi() && s.pti {
+            write!(f, ", but PTI is on")?;
         }
         Ok(())
     }
@@ -144,6 +154,7 @@ mod tests {
         Status {
             enabled,
             request,
+            pti: false,
             pcid: false,
             cpus_online: 2,
             cpus_flagged: if enabled { 2 } else { 0 },
@@ -176,6 +187,7 @@ mod tests {
             concat!(
                 "enabled: yes\n",
                 "boot_param: on\n",
+                "pti: no\n",
                 "pcid: no\n",
                 "cpus_online: 2\n",
                 "cpus_with_flag: 2\n",
@@ -203,6 +215,13 @@ mod tests {
         let mut stray = status(false, BootRequest::Off);
         stray.cpus_flagged = 1;
         assert!(!stray.consistent());
+        // PTI keeps ASI off, even with asi=on.
+        let mut pti = status(false, BootRequest::On);
+        pti.pti = true;
+        assert!(pti.consistent());
+        let mut both = status(true, BootRequest::On);
+        both.pti = true;
+        assert!(!both.consistent());
     }
 
     #[test]
@@ -220,6 +239,12 @@ mod tests {
         assert_eq!(
             status(false, BootRequest::Invalid).boot_line().to_string(),
             "Address Space Isolation disabled (invalid asi= value, using the default)"
+        );
+        let mut pti = status(false, BootRequest::On);
+        pti.pti = true;
+        assert_eq!(
+            pti.boot_line().to_string(),
+            "Address Space Isolation disabled (asi=on), but PTI is on"
         );
     }
 }

@@ -32,6 +32,12 @@ pub(crate) fn boot_cpu_has_asi() -> bool {
     unsafe { bindings::asi_boot_cpu_has_asi() }
 }
 
+/// Whether PTI is on (`X86_FEATURE_PTI`).
+pub(crate) fn pti_on() -> bool {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_pti_on() }
+}
+
 /// How many online CPUs there are, and how many of them show the `asi` flag.
 pub(crate) struct FlagCensus {
     /// Online CPUs.
@@ -214,31 +220,48 @@ pub(crate) fn clear_page(pfn: u64) {
     unsafe { bindings::asi_clear_page(pfn as usize) }
 }
 
-/// Which transition counter: enters, or exits for one reason.
-#[derive(Clone, Copy)]
+/// Which transition counter: enters, or exits for one reason (`enum asi_exit_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Transition {
-    /// Entries into the nonsensitive address space.
+    /// Entries into the nonsensitive address space, returns from NMIs that left included.
     Enter,
-    /// Exits on a kernel-mode page fault.
+    /// Exits on a kernel-mode page fault on a kernel address.
     ExitPageFault,
-    /// Exits made on purpose.
+    /// Exits before `switch_mm_irqs_off()` loads another CR3.
+    ExitSwitchMm,
+    /// Exits before code reads CR3 to load it again later.
+    ExitCr3Read,
+    /// Exits of a lazy CPU that a TLB flush moves to `init_mm`.
+    ExitTlbFlush,
+    /// Exits on a page fault inside an NMI, undone when the NMI returns.
+    ExitNmi,
+    /// Other exits: oops, double fault, kexec, tests.
     ExitOther,
 }
 
 impl Transition {
     /// All counters, in the order the debugfs file shows them, with their names.
-    pub(crate) const ALL: [(Transition, &'static str); 3] = [
+    pub(crate) const ALL: [(Transition, &'static str); 7] = [
         (Transition::Enter, "enters"),
         (Transition::ExitPageFault, "exits_page_fault"),
+        (Transition::ExitSwitchMm, "exits_switch_mm"),
+        (Transition::ExitCr3Read, "exits_cr3_read"),
+        (Transition::ExitTlbFlush, "exits_tlb_flush"),
+        (Transition::ExitNmi, "exits_nmi"),
         (Transition::ExitOther, "exits_other"),
     ];
 
     fn raw(self) -> i32 {
-        match self {
-            Transition::Enter => -1,
-            Transition::ExitPageFault => bindings::asi_exit_reason_ASI_EXIT_PAGE_FAULT as i32,
-            Transition::ExitOther => bindings::asi_exit_reason_ASI_EXIT_OTHER as i32,
-        }
+        let reason = match self {
+            Transition::Enter => return -1,
+            Transition::ExitPageFault => bindings::asi_exit_reason_ASI_EXIT_PAGE_FAULT,
+            Transition::ExitSwitchMm => bindings::asi_exit_reason_ASI_EXIT_SWITCH_MM,
+            Transition::ExitCr3Read => bindings::asi_exit_reason_ASI_EXIT_CR3_READ,
+            Transition::ExitTlbFlush => bindings::asi_exit_reason_ASI_EXIT_TLB_FLUSH,
+            Transition::ExitNmi => bindings::asi_exit_reason_ASI_EXIT_NMI,
+            Transition::ExitOther => bindings::asi_exit_reason_ASI_EXIT_OTHER,
+        };
+        reason as i32
     }
 }
 
@@ -409,6 +432,41 @@ pub(crate) mod test {
     ) -> i32 {
         // SAFETY: The caller guarantees `f` copes with leaving the nonsensitive space.
         unsafe { bindings::asi_test_run_restricted(pgd, Some(f), arg) }
+    }
+
+    /// Whether this CPU runs in the nonsensitive address space, and its CR3.
+    pub(crate) fn restricted() -> (bool, u64) {
+        let mut cr3 = 0;
+        // SAFETY: `cr3` is valid for writes.
+        let r = unsafe { bindings::asi_test_restricted(&mut cr3) };
+        (r, cr3)
+    }
+
+    /// Calls `f` with the NMI handler (`nmi`) or the irq_work that [`nested_read_page`] uses
+    /// installed.
+    pub(crate) fn with_nested<R>(nmi: bool, f: impl FnOnce() -> R) -> kernel::error::Result<R> {
+        // SAFETY: No preconditions; torn down below.
+        kernel::error::to_result(unsafe { bindings::asi_test_nested_setup(nmi) })?;
+        let r = f();
+        // SAFETY: Set up above; `f` has returned, so nothing triggers it any more.
+        unsafe { bindings::asi_test_nested_teardown(nmi) };
+        Ok(r)
+    }
+
+    /// Reads the first word of page `pfn` from an NMI (`nmi`) or an interrupt this CPU sends
+    /// itself, inside [`with_nested`]. Must run with IRQs and preemption disabled (in
+    /// [`run_restricted`]); for the interrupt it enables IRQs while it waits.
+    pub(crate) fn nested_read_page(pfn: u64, nmi: bool) -> kernel::error::Result<u64> {
+        let mut value = 0;
+        // SAFETY: The tests pass a page they allocated and call this from `run_restricted()`.
+        let r = unsafe { bindings::asi_test_nested_read_page(pfn as usize, nmi, &mut value) };
+        kernel::error::to_result(r).map(|()| value)
+    }
+
+    /// The CR3 that C builds to enter the nonsensitive tables at `pgd` from the full CR3 `full`.
+    pub(crate) fn asi_cr3(full: u64, pgd: u64) -> u64 {
+        // SAFETY: Pure computation.
+        unsafe { bindings::asi_test_cr3(full, pgd) }
     }
 
     /// Exits from the nonsensitive address space on a kernel-mode page fault, all CPUs.

@@ -7,8 +7,9 @@
  *
  *   bench <name> ops=<n> ns=<elapsed> <counter>=<delta> ...
  *
- * where the counters are those of /sys/kernel/debug/asi/stats that move
- * while the workload runs (absent when the kernel has no ASI). The host
+ * where the counters are those of /sys/kernel/debug/asi/stats and the
+ * totals of /sys/kernel/debug/asi/transitions that move while the workload
+ * runs (absent when the kernel has no ASI). The host
  * side boots each ASI mode, runs this and compares the lines. Not a test:
  * it checks nothing but that each operation succeeds.
  */
@@ -28,7 +29,8 @@
 #include "../kselftest.h"
 
 #define STATS		"/sys/kernel/debug/asi/stats"
-#define MAX_COUNTERS	16
+#define TRANSITIONS	"/sys/kernel/debug/asi/transitions"
+#define MAX_COUNTERS	24
 
 struct counters {
 	int n;
@@ -40,16 +42,18 @@ struct counters {
 static const char *const wanted[] = {
 	"user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
 	"tlb_flushes", "zeroed_pages", "refused_flips", "domains_created",
+	"enters", "exits_page_fault", "exits_switch_mm", "exits_cr3_read",
+	"exits_tlb_flush", "exits_nmi", "exits_other",
 };
 
-static void read_counters(struct counters *c)
+/* Append the wanted "key: N" counters of @path to @c. */
+static void read_file_counters(struct counters *c, const char *path)
 {
-	char line[128], key[64];
+	char line[512], key[64];
 	long long v;
 	FILE *f;
 
-	c->n = 0;
-	f = fopen(STATS, "r");
+	f = fopen(path, "r");
 	if (!f)
 		return;
 	while (c->n < MAX_COUNTERS && fgets(line, sizeof(line), f)) {
@@ -63,6 +67,13 @@ static void read_counters(struct counters *c)
 		}
 	}
 	fclose(f);
+}
+
+static void read_counters(struct counters *c)
+{
+	c->n = 0;
+	read_file_counters(c, STATS);
+	read_file_counters(c, TRANSITIONS);
 }
 
 static long long now_ns(void)

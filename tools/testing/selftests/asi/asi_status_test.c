@@ -83,6 +83,26 @@ static enum asi_request boot_request(struct __test_metadata *_metadata)
 	return req;
 }
 
+/*
+ * Whether PTI is on: the kernel reports it as the Meltdown mitigation. ASI
+ * stays off then, whatever asi= says.
+ */
+static bool pti_on(struct __test_metadata *_metadata)
+{
+	char buf[256];
+
+	if (read_file("/sys/devices/system/cpu/vulnerabilities/meltdown", buf,
+		      sizeof(buf)))
+		return false;
+	return strstr(buf, "PTI") != NULL;
+}
+
+/* Whether the kernel should have turned ASI on. */
+static bool asi_expected(struct __test_metadata *_metadata)
+{
+	return boot_request(_metadata) == ASI_ON && !pti_on(_metadata);
+}
+
 /* Count the CPUs in /proc/cpuinfo, and those whose flags include "asi". */
 static void cpuinfo_census(struct __test_metadata *_metadata, int *cpus,
 			   int *flagged)
@@ -180,14 +200,15 @@ TEST(cpuinfo_flag_follows_boot_parameter)
 	cpuinfo_census(_metadata, &cpus, &flagged);
 	ASSERT_GT(cpus, 0);
 
-	if (req == ASI_ON) {
+	if (asi_expected(_metadata)) {
 		EXPECT_EQ(cpus, flagged)
 			TH_LOG("asi=on but only %d of %d CPUs show the asi flag",
 			       flagged, cpus);
 	} else {
 		EXPECT_EQ(0, flagged)
-			TH_LOG("asi=%s but %d CPUs show the asi flag",
-			       request_names[req], flagged);
+			TH_LOG("asi=%s%s but %d CPUs show the asi flag",
+			       request_names[req],
+			       pti_on(_metadata) ? " and PTI on" : "", flagged);
 	}
 }
 
@@ -196,7 +217,15 @@ TEST_F(status, enabled_follows_boot_parameter)
 	char val[64];
 
 	ASSERT_NE(NULL, status_value(self->text, "enabled", val, sizeof(val)));
-	EXPECT_STREQ(self->req == ASI_ON ? "yes" : "no", val);
+	EXPECT_STREQ(asi_expected(_metadata) ? "yes" : "no", val);
+}
+
+TEST_F(status, pti_is_reported)
+{
+	char val[64];
+
+	ASSERT_NE(NULL, status_value(self->text, "pti", val, sizeof(val)));
+	EXPECT_STREQ(pti_on(_metadata) ? "yes" : "no", val);
 }
 
 TEST_F(status, boot_param_is_reported)

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Address Space Isolation: check when the kernel leaves the nonsensitive
+ * address space.
+ *
+ * Syscalls that touch no user data through the kernel's direct map
+ * (getpid(), a read of /dev/zero into the caller's own buffer, a write to
+ * /dev/null) must run in it from entry to return: the asi:asi_exit
+ * tracepoint, filtered on this process, records no exit in 100,000 rounds
+ * of them. Reading the page cache must leave it, once per read, with reason
+ * page_fault: a read at the end of the loop shows that the process did run
+ * in the nonsensitive space and that the tracepoint sees its exits.
+ * Switching between processes leaves with reason switch_mm. Skips when ASI
+ * is off.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+
+#define TRANSITIONS	"/sys/kernel/debug/asi/transitions"
+#define TRACING		"/sys/kernel/tracing"
+#define EVENT		TRACING "/events/asi/asi_exit"
+#define ROUNDS		100000
+
+static char buf[4096];
+
+/* Value of "key: N" in @path, -1 if the file or the key is missing. */
+static long read_key(const char *path, const char *key)
+{
+	size_t klen = strlen(key);
+	char line[512];
+	long val = -1;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f && errno == ENOENT)
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	if (!f)
+		f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			val = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+static int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	ssize_t len;
+
+	if (fd < 0)
+		return -errno;
+	len = write(fd, val, strlen(val));
+	close(fd);
+	return len == (ssize_t)strlen(val) ? 0 : -EIO;
+}
+
+#define SKIP_IF_NO_ASI()						\
+	do {								\
+		if (read_key(TRANSITIONS, "enters") <= 0)		\
+			SKIP(return, "ASI is off: nothing enters");	\
+	} while (0)
+
+/*
+ * Record asi_exit events of this process only, with the ring buffer off:
+ * turning the event itself on and off patches kernel text, which leaves
+ * the nonsensitive space (a temporary mm), so it stays on and only the
+ * buffer is switched around the measured code.
+ */
+static int trace_setup(void)
+{
+	char filter[64];
+
+	if (access(TRACING "/trace", F_OK))
+		mount("tracefs", TRACING, "tracefs", 0, NULL);
+	if (access(EVENT "/enable", W_OK))
+		return -ENOENT;
+	snprintf(filter, sizeof(filter), "common_pid == %d", getpid());
+	if (write_str(TRACING "/tracing_on", "0") || write_str(EVENT "/filter", filter) ||
+	    write_str(EVENT "/enable", "1") || write_str(TRACING "/trace", ""))
+		return -EIO;
+	return 0;
+}
+
+/* Lines of the trace buffer that are events, and those with @match. */
+static int trace_count(const char *match, int *matching)
+{
+	char line[512];
+	int events = 0;
+	FILE *f;
+
+	*matching = 0;
+	f = fopen(TRACING "/trace", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == '#')
+			continue;
+		events++;
+		if (strstr(line, match))
+			(*matching)++;
+		else if (events - *matching <= 5)
+			fprintf(stderr, "# unexpected: %s", line);
+	}
+	fclose(f);
+	return events;
+}
+
+static void trace_teardown(void)
+{
+	write_str(TRACING "/tracing_on", "0");
+	write_str(EVENT "/enable", "0");
+	write_str(EVENT "/filter", "0");
+	write_str(TRACING "/tracing_on", "1");
+}
+
+/* A tmpfs file of @pages pages of 0x5a, open for reading and writing. */
+static int page_cache_file(const char *path, int pages)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0)
+		return -1;
+	memset(buf, 0x5a, sizeof(buf));
+	while (pages--) {
+		if (write(fd, buf, sizeof(buf)) != sizeof(buf)) {
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+TEST(syscall_loop_does_not_exit)
+{
+	const char *path = "/tmp/asi_exits_loop";
+	int zero, null, file, i, events, faults;
+
+	SKIP_IF_NO_ASI();
+	if (trace_setup())
+		SKIP(return, "no asi:asi_exit tracepoint (CONFIG_TRACING)");
+	zero = open("/dev/zero", O_RDONLY);
+	null = open("/dev/null", O_WRONLY);
+	file = page_cache_file(path, 1);
+	ASSERT_GE(zero, 0);
+	ASSERT_GE(null, 0);
+	ASSERT_GE(file, 0);
+	/* The buffer is faulted in: zeroing a new user page would be an exit. */
+
+	ASSERT_EQ(0, write_str(TRACING "/tracing_on", "1"));
+	for (i = 0; i < ROUNDS; i++) {
+		getpid();
+		if (read(zero, buf, sizeof(buf)) != sizeof(buf) ||
+		    write(null, buf, sizeof(buf)) != sizeof(buf))
+			break;
+	}
+	/* The control: one read of the page cache, one exit. */
+	ASSERT_EQ(sizeof(buf), pread(file, buf, sizeof(buf), 0));
+	ASSERT_EQ(0, write_str(TRACING "/tracing_on", "0"));
+	events = trace_count("reason=page_fault", &faults);
+	trace_teardown();
+	close(file);
+	unlink(path);
+	ASSERT_EQ(ROUNDS, i);
+	ASSERT_EQ(0x5a, buf[0]);
+	EXPECT_EQ(1, faults) TH_LOG("the page-cache read did not leave the nonsensitive space once");
+	EXPECT_EQ(1, events) TH_LOG("%d exits in %d rounds of getpid, read, write",
+				    events - faults, ROUNDS);
+	close(zero);
+	close(null);
+}
+
+TEST(page_cache_read_exits_once_per_read)
+{
+	const char *path = "/tmp/asi_exits_test";
+	int fd, i, events, faults;
+
+	SKIP_IF_NO_ASI();
+	if (trace_setup())
+		SKIP(return, "no asi:asi_exit tracepoint (CONFIG_TRACING)");
+	fd = page_cache_file(path, 16);
+	ASSERT_GE(fd, 0);
+
+	ASSERT_EQ(0, write_str(TRACING "/tracing_on", "1"));
+	for (i = 0; i < 16; i++) {
+		if (pread(fd, buf, sizeof(buf), i * sizeof(buf)) != sizeof(buf) ||
+		    buf[0] != 0x5a)
+			break;
+	}
+	ASSERT_EQ(0, write_str(TRACING "/tracing_on", "0"));
+	events = trace_count("reason=page_fault", &faults);
+	trace_teardown();
+	close(fd);
+	unlink(path);
+	ASSERT_EQ(16, i);
+	/* One exit per read: the copy out of the page cache; re-entered on return. */
+	EXPECT_EQ(16, faults);
+	EXPECT_EQ(16, events);
+}
+
+TEST(process_switches_exit_with_switch_mm)
+{
+	long enters, faults, switches;
+	int i, status;
+	pid_t pid;
+
+	SKIP_IF_NO_ASI();
+	enters = read_key(TRANSITIONS, "enters");
+	faults = read_key(TRANSITIONS, "exits_page_fault");
+	switches = read_key(TRANSITIONS, "exits_switch_mm");
+	for (i = 0; i < 20; i++) {
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (!pid) {
+			/* A new page of user data: zeroing it is a page-fault exit. */
+			char *p = malloc(1 << 20);
+
+			memset(p, 1, 1 << 20);
+			_exit(p[4096]);
+		}
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		ASSERT_EQ(1, WEXITSTATUS(status));
+	}
+	EXPECT_GT(read_key(TRANSITIONS, "enters"), enters);
+	EXPECT_GT(read_key(TRANSITIONS, "exits_page_fault"), faults);
+	EXPECT_GT(read_key(TRANSITIONS, "exits_switch_mm"), switches);
+}
+
+TEST_HARNESS_MAIN
