@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,17 +85,23 @@ static enum asi_request boot_request(struct __test_metadata *_metadata)
 }
 
 /*
- * Whether PTI is on: the kernel reports it as the Meltdown mitigation. ASI
+ * Whether PTI is on: the boot CPU's flags in /proc/cpuinfo show "pti". ASI
  * stays off then, whatever asi= says.
  */
 static bool pti_on(struct __test_metadata *_metadata)
 {
-	char buf[256];
+	static char buf[1 << 20];
+	char line[4096], *flags, *end;
 
-	if (read_file("/sys/devices/system/cpu/vulnerabilities/meltdown", buf,
-		      sizeof(buf)))
+	ASSERT_EQ(0, read_file("/proc/cpuinfo", buf, sizeof(buf)));
+	flags = strstr(buf, "\nflags");
+	if (!flags)
 		return false;
-	return strstr(buf, "PTI") != NULL;
+	end = strchr(flags + 1, '\n');
+	/* The line with a space at the end, so that every flag is " flag ". */
+	snprintf(line, sizeof(line), "%.*s ",
+		 (int)(end ? end - flags : (ptrdiff_t)strlen(flags)), flags);
+	return strstr(line, " pti ") != NULL;
 }
 
 /* Whether the kernel should have turned ASI on. */
