@@ -54,8 +54,8 @@ struct asi_layout {
 struct mm_struct;
 
 /*
- * Why the CPU left the nonsensitive address space. The names are the
- * tracepoint's and debugfs's: keep asi_exit_reason_names in sync.
+ * Why the CPU left the nonsensitive address space. The tracepoint
+ * (asm/trace/asi.h) and debugfs (sys.rs) name each one.
  */
 enum asi_exit_reason {
 	ASI_EXIT_PAGE_FAULT,	/* a kernel-mode #PF on a kernel address */

@@ -19,7 +19,7 @@ use kernel::prelude::*;
 
 #[expect(
     dead_code,
-    reason = "parts of the CR3 model (the nonsensitive encoding, PTI's user space) serve the tests only"
+    reason = "the nonsensitive encoding and PTI's user space serve the tests only"
 )]
 mod cr3;
 mod debugfs;

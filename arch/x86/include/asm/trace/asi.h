@@ -15,14 +15,6 @@ TRACE_DEFINE_ENUM(ASI_EXIT_TLB_FLUSH);
 TRACE_DEFINE_ENUM(ASI_EXIT_NMI);
 TRACE_DEFINE_ENUM(ASI_EXIT_OTHER);
 
-#define asi_exit_reason_names					\
-	{ ASI_EXIT_PAGE_FAULT,	"page_fault" },			\
-	{ ASI_EXIT_SWITCH_MM,	"switch_mm" },			\
-	{ ASI_EXIT_CR3_READ,	"cr3_read" },			\
-	{ ASI_EXIT_TLB_FLUSH,	"tlb_flush" },			\
-	{ ASI_EXIT_NMI,		"nmi" },			\
-	{ ASI_EXIT_OTHER,	"other" }
-
 /*
  * The CPU left ASI's nonsensitive address space for the full one. @address
  * is the faulting address for page faults (also in NMIs), else 0; @ip is
@@ -45,7 +37,13 @@ TRACE_EVENT(asi_exit,
 	),
 
 	TP_printk("reason=%s address=0x%lx ip=%pS",
-		  __print_symbolic(__entry->reason, asi_exit_reason_names),
+		  __print_symbolic(__entry->reason,
+				   { ASI_EXIT_PAGE_FAULT,	"page_fault" },
+				   { ASI_EXIT_SWITCH_MM,	"switch_mm" },
+				   { ASI_EXIT_CR3_READ,		"cr3_read" },
+				   { ASI_EXIT_TLB_FLUSH,	"tlb_flush" },
+				   { ASI_EXIT_NMI,		"nmi" },
+				   { ASI_EXIT_OTHER,		"other" }),
 		  __entry->address, (void *)__entry->ip)
 );
 
