@@ -27,11 +27,7 @@ mod tests {
     fn every_cpu_flag_follows_boot_parameter() {
         let census = sys::cpu_flag_census();
         assert!(census.online > 0);
-        let expected = if asi_expected() {
-            census.online
-        } else {
-            0
-        };
+        let expected = if asi_expected() { census.online } else { 0 };
         assert_eq!(census.flagged, expected);
     }
 
