@@ -245,6 +245,7 @@ int asi_test_set_ro(unsigned long pfn, bool ro);
 int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg);
 u64 asi_test_read_page(unsigned long pfn);
 u64 asi_test_cr3(u64 full, u64 pgd);
+u64 asi_test_cr3_fast(void);
 bool asi_test_restricted(u64 *cr3);
 int asi_test_nested_setup(bool nmi);
 void asi_test_nested_teardown(bool nmi);

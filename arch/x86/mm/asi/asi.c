@@ -37,6 +37,7 @@
 #include <asm/asi.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
+#include <asm/mmu_context.h>
 #include <asm/nmi.h>
 #include <asm/pgalloc.h>
 #include <asm/processor.h>
@@ -832,6 +833,12 @@ int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value)
 		local_irq_disable();
 	*value = asi_test_nested.value;
 	return READ_ONCE(asi_test_nested.done) ? 0 : -ETIMEDOUT;
+}
+
+/* What KVM does for the host CR3: read the CR3 to load again later. */
+u64 asi_test_cr3_fast(void)
+{
+	return __get_current_cr3_fast();
 }
 
 /* The CR3 that enters the nonsensitive tables at @pgd from the full CR3 @full. */

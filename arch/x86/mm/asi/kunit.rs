@@ -294,6 +294,49 @@ mod tests {
         Ok(())
     }
 
+    /// What [`read_cr3_fast`] saw: the CR3 it got and the state after.
+    struct Cr3Fast {
+        cr3: u64,
+        before: (bool, u64),
+        after: (bool, u64),
+    }
+
+    extern "C" fn read_cr3_fast(arg: *mut kernel::ffi::c_void) -> i32 {
+        // SAFETY: `arg` is the `Cr3Fast` of the test below, alive and not otherwise borrowed
+        // during the call.
+        let r = unsafe { &mut *arg.cast::<Cr3Fast>() };
+        r.before = sys::test::restricted();
+        r.cr3 = sys::test::cr3_fast();
+        r.after = sys::test::restricted();
+        0
+    }
+
+    #[test]
+    fn reading_cr3_to_load_it_later_leaves_first() {
+        let Some(t) = tables_or_none() else {
+            return;
+        };
+        let mut r = Cr3Fast {
+            cr3: 0,
+            before: (false, 0),
+            after: (false, 0),
+        };
+        let before = sys::Transition::ALL.map(|(w, _)| crate::debugfs::transition_total(w));
+        // SAFETY: The function copes with leaving the nonsensitive space: leaving is the point.
+        unsafe { sys::test::run_restricted(t.pgd(), read_cr3_fast, (&raw mut r).cast()) };
+        let mut delta = [0u64; 7];
+        for (i, (w, _)) in sys::Transition::ALL.iter().enumerate() {
+            delta[i] = crate::debugfs::transition_total(*w).wrapping_sub(before[i]);
+        }
+        // The CR3 handed out is the full one, and the one the CPU runs on from then on.
+        assert!(r.before.0);
+        assert!(!r.after.0);
+        assert_eq!(r.cr3, r.after.1);
+        assert_ne!(r.cr3, r.before.1);
+        // enters, page_fault, switch_mm, cr3_read, tlb_flush, nmi, other.
+        assert_eq!(delta, [1, 0, 0, 1, 0, 0, 0]);
+    }
+
     #[test]
     fn nonsensitive_cr3_matches_the_encoder() {
         // Every CPU, PCIDs or not: the C and Rust encodings of the CR3 that enters the

@@ -463,6 +463,12 @@ pub(crate) mod test {
         kernel::error::to_result(r).map(|()| value)
     }
 
+    /// `__get_current_cr3_fast()`, which KVM uses for the host CR3. Preemption must be disabled.
+    pub(crate) fn cr3_fast() -> u64 {
+        // SAFETY: The tests call this from `run_restricted()`, with preemption disabled.
+        unsafe { bindings::asi_test_cr3_fast() }
+    }
+
     /// The CR3 that C builds to enter the nonsensitive tables at `pgd` from the full CR3 `full`.
     pub(crate) fn asi_cr3(full: u64, pgd: u64) -> u64 {
         // SAFETY: Pure computation.
