@@ -168,6 +168,14 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
 	unsigned long flags;
 	bool left = false;
 
+	/*
+	 * Callers run with preemption disabled. Not restricted is the common
+	 * case on the context-switch path: no need to mask interrupts. An
+	 * interrupt may still leave before they are masked, hence the
+	 * second check.
+	 */
+	if (!this_cpu_read(asi_cpu_state.restricted))
+		return;
 	local_irq_save(flags);
 	if (this_cpu_read(asi_cpu_state.restricted)) {
 		asi_leave(reason);

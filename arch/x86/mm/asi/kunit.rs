@@ -229,6 +229,19 @@ mod tests {
         0
     }
 
+    /// Runs `f` and returns how much each transition counter moved meanwhile, in the order of
+    /// [`sys::Transition::ALL`]: enters, then exits by reason (page_fault, switch_mm, cr3_read,
+    /// tlb_flush, nmi, other).
+    fn transitions_during(f: impl FnOnce()) -> [u64; 7] {
+        let before = sys::Transition::ALL.map(|(w, _)| crate::debugfs::transition_total(w));
+        f();
+        let mut delta = [0u64; 7];
+        for (i, (w, _)) in sys::Transition::ALL.iter().enumerate() {
+            delta[i] = crate::debugfs::transition_total(*w).wrapping_sub(before[i]);
+        }
+        delta
+    }
+
     /// Runs [`read_nested`] in the nonsensitive space; returns it and the change of each
     /// transition counter.
     fn nested(t: &tables::Tables, pfn: u64, nmi: bool) -> (Nested, [u64; 7]) {
@@ -239,19 +252,16 @@ mod tests {
             restricted_before: (false, 0),
             restricted_after: (false, 0),
         };
-        let before = sys::Transition::ALL.map(|(w, _)| crate::debugfs::transition_total(w));
-        let run = sys::test::with_nested(nmi, || {
-            // SAFETY: The function copes with leaving the nonsensitive space: leaving is the
-            // point.
-            unsafe { sys::test::run_restricted(t.pgd(), read_nested, (&raw mut n).cast()) }
+        let delta = transitions_during(|| {
+            let run = sys::test::with_nested(nmi, || {
+                // SAFETY: The function copes with leaving the nonsensitive space: leaving is the
+                // point.
+                unsafe { sys::test::run_restricted(t.pgd(), read_nested, (&raw mut n).cast()) }
+            });
+            if let Err(e) = run {
+                n.value = Err(e);
+            }
         });
-        if let Err(e) = run {
-            n.value = Err(e);
-        }
-        let mut delta = [0u64; 7];
-        for (i, (w, _)) in sys::Transition::ALL.iter().enumerate() {
-            delta[i] = crate::debugfs::transition_total(*w).wrapping_sub(before[i]);
-        }
         (n, delta)
     }
 
@@ -321,13 +331,11 @@ mod tests {
             before: (false, 0),
             after: (false, 0),
         };
-        let before = sys::Transition::ALL.map(|(w, _)| crate::debugfs::transition_total(w));
-        // SAFETY: The function copes with leaving the nonsensitive space: leaving is the point.
-        unsafe { sys::test::run_restricted(t.pgd(), read_cr3_fast, (&raw mut r).cast()) };
-        let mut delta = [0u64; 7];
-        for (i, (w, _)) in sys::Transition::ALL.iter().enumerate() {
-            delta[i] = crate::debugfs::transition_total(*w).wrapping_sub(before[i]);
-        }
+        let delta = transitions_during(|| {
+            // SAFETY: The function copes with leaving the nonsensitive space: leaving is the
+            // point.
+            unsafe { sys::test::run_restricted(t.pgd(), read_cr3_fast, (&raw mut r).cast()) };
+        });
         // The CR3 handed out is the full one, and the one the CPU runs on from then on.
         assert!(r.before.0);
         assert!(!r.after.0);

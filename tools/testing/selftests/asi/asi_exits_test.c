@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../kselftest_harness.h"
+#include "asi_util.h"
 
 #define TRANSITIONS	"/sys/kernel/debug/asi/transitions"
 #define TRACING		"/sys/kernel/tracing"
@@ -38,43 +39,6 @@
 #define ROUNDS		100000
 
 static char buf[4096];
-
-/* Value of "key: N" in @path, -1 if the file or the key is missing. */
-static long read_key(const char *path, const char *key)
-{
-	size_t klen = strlen(key);
-	char line[512];
-	long val = -1;
-	FILE *f;
-
-	f = fopen(path, "r");
-	if (!f && errno == ENOENT)
-		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	if (!f)
-		f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			val = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-	ssize_t len;
-
-	if (fd < 0)
-		return -errno;
-	len = write(fd, val, strlen(val));
-	close(fd);
-	return len == (ssize_t)strlen(val) ? 0 : -EIO;
-}
 
 #define SKIP_IF_NO_ASI()						\
 	do {								\

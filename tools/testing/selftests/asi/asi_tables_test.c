@@ -19,34 +19,10 @@
 #include <unistd.h>
 
 #include "../kselftest_harness.h"
+#include "asi_util.h"
 
 #define ASI_DIR		"/sys/kernel/debug/asi"
 #define MIB		(1024 * 1024)
-
-/* Value of "key: N" in @path, -1 if the file or the key is missing. */
-static long read_key(const char *path, const char *key)
-{
-	char line[256];
-	long val = -1;
-	size_t klen = strlen(key);
-	FILE *f;
-
-	f = fopen(path, "r");
-	if (!f && errno == ENOENT)
-		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	if (!f)
-		f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			val = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
 
 /* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
 static long verifier_problems(void)
@@ -196,18 +172,6 @@ TEST(threads)
 }
 
 #define FAIL_DIR	"/sys/kernel/debug/fail_asi_domain"
-
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-	ssize_t len;
-
-	if (fd < 0)
-		return -errno;
-	len = write(fd, val, strlen(val));
-	close(fd);
-	return len == (ssize_t)strlen(val) ? 0 : -EIO;
-}
 
 /* Make the next allocation of a per-mm nonsensitive table fail. */
 static int fail_next_domain(void)

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the ASI selftests: reading the "key: N" files of
+ * /sys/kernel/debug/asi and writing control files.
+ */
+#ifndef ASI_UTIL_H
+#define ASI_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+/*
+ * Value of "key: N" in @path (the first number after the colon), -1 if the
+ * file or the key is missing. Mounts debugfs if the file is not there.
+ */
+static inline long read_key(const char *path, const char *key)
+{
+	size_t klen = strlen(key);
+	char line[512];
+	long val = -1;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f && errno == ENOENT)
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	if (!f)
+		f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			val = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+/* Write @val to @path: 0, or a negative errno. */
+static inline int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	ssize_t len;
+
+	if (fd < 0)
+		return -errno;
+	len = write(fd, val, strlen(val));
+	close(fd);
+	return len == (ssize_t)strlen(val) ? 0 : -EIO;
+}
+
+#endif /* ASI_UTIL_H */
