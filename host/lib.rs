@@ -12,6 +12,8 @@
 #[cfg(test)]
 extern crate std;
 
+#[path = "../arch/x86/mm/asi/actions.rs"]
+mod actions;
 #[path = "../arch/x86/mm/asi/cr3.rs"]
 mod cr3;
 #[path = "../arch/x86/mm/asi/pgtable.rs"]

@@ -31,6 +31,68 @@ def per_op(value, ops):
     return value / ops if ops else 0.0
 
 
+ACTIONS = ["ibpb", "rsb_fill", "l1d_flush", "verw"]
+
+
+def ratio(always, asi):
+    if asi:
+        return f"{always / asi:.1f}"
+    return "inf" if always else "-"
+
+
+def print_actions(runs, names):
+    """The mitigation actions per op of the first boot that counted them.
+
+    ASI's required and executed actions are compared with what the always-on
+    mitigations they replace would run for the same work: an IBPB and RSB fill
+    on every kernel entry from user mode (retbleed=ibpb,
+    spec_rstack_overflow=ibpb: as many as returns to user mode), an IBPB on
+    every switch to another process (spectre_v2_user=on), and an L1D flush
+    and VERW on every return to user mode (mds=full with the L1D flushed on
+    every return).
+    """
+    for mode, res in runs:
+        if not any("returns_to_user" in r for r in res.values()):
+            continue
+        print()
+        print(f"Mitigation actions per op ({mode}): required/executed by ASI, and the "
+              "always-on mitigations for the same work")
+        head = f"{'workload':<18}"
+        for a in ACTIONS:
+            head += f" {a + ' req/exe':>19}"
+        head += f" {'returns':>9} {'mmswitch':>9} {'ctl ratio':>10} {'data ratio':>10}"
+        print(head)
+        total = {"returns": 0, "ctl": 0, "data": 0}
+        for name in names:
+            r = res.get(name)
+            if not r:
+                continue
+            ops = r.get("ops", 0)
+            row = f"{name:<18}"
+            for a in ACTIONS:
+                req = per_op(r.get("required_" + a, 0), ops)
+                exe = per_op(r.get("executed_" + a, 0), ops)
+                row += f" {req:>9.3f}/{exe:<9.3f}"
+            returns = r.get("returns_to_user", 0)
+            ctl = r.get("required_ibpb", 0)
+            data = r.get("required_l1d_flush", 0)
+            total["returns"] += returns
+            total["ctl"] += ctl
+            total["data"] += data
+            row += f" {per_op(returns, ops):>9.3f} {per_op(r.get('mm_switches', 0), ops):>9.3f}"
+            row += f" {ratio(returns, ctl):>10} {ratio(returns, data):>10}"
+            print(row)
+        print(f"{'all workloads':<18}" + " " * 80 +
+              f" {total['returns']:>9} {'':>9} {ratio(total['returns'], total['ctl']):>10}"
+              f" {ratio(total['returns'], total['data']):>10}")
+        print("ctl ratio: IBPBs of always-on IBPB on kernel entry (one per return to user "
+              "mode) per IBPB ASI requires; data ratio: L1D flushes of a flush on every "
+              "return to user mode per L1D flush ASI requires. The IBPB on every mm switch "
+              "of spectre_v2_user=on is the mmswitch column. Executed is lower than "
+              "required where the CPU lacks the action (TCG: ibpb, verw) or it is disabled.")
+        return
+
+
 def main(argv):
     runs = []
     for arg in argv[1:]:
@@ -43,12 +105,13 @@ def main(argv):
     names = list(base)
     counters = ["user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
                 "tlb_flushes", "domains_created", "exits_page_fault", "exits_switch_mm",
-                "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other"]
+                "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other", "switches"]
     short = {"user_pages_allocated": "upages", "flips_to_sensitive": "flip+",
              "flips_to_nonsensitive": "flip-", "tlb_flushes": "flush",
              "domains_created": "domains", "exits_page_fault": "x:pf",
              "exits_switch_mm": "x:swmm", "exits_cr3_read": "x:cr3",
-             "exits_tlb_flush": "x:tlb", "exits_nmi": "x:nmi", "exits_other": "x:other"}
+             "exits_tlb_flush": "x:tlb", "exits_nmi": "x:nmi", "exits_other": "x:other",
+             "switches": "switch"}
 
     head = f"{'workload':<18}"
     for mode, _ in runs:
@@ -85,10 +148,12 @@ def main(argv):
                     row += f" {per_op(r.get(c, 0), r.get('ops', 0)):>10.4f}"
                 break
         print(row)
+    print_actions(runs, names)
     print("Counts per op are of the ASI boot: user pages allocated, flips to and from "
           "sensitive, TLB flushes, mm tables created, and exits from the nonsensitive space "
           "by reason (x:pf page fault, x:swmm switch_mm, x:cr3 CR3 read, x:tlb TLB flush, "
-          "x:nmi in an NMI, x:other); they count all CPUs, so other tasks add a little.")
+          "x:nmi in an NMI, x:other) and switches between processes that stay in the nonsensitive "
+          "space; they count all CPUs, so other tasks add a little.")
     print("Under QEMU TCG the counts per op are the reliable figures; the times are noisy "
           "(emulated CPU, debug kernel with lockdep).")
     return 1 if failed else 0

@@ -15,6 +15,7 @@
 
 #include <linux/types.h>
 #include <asm/cpufeature.h>
+#include <asm/pgtable_types.h>
 #include <asm/ptrace.h>
 #include <asm/special_insns.h>
 
@@ -52,6 +53,7 @@ struct asi_layout {
 };
 
 struct mm_struct;
+struct task_struct;
 
 /*
  * Why the CPU left the nonsensitive address space. The tracepoint
@@ -66,6 +68,44 @@ enum asi_exit_reason {
 	ASI_EXIT_OTHER,		/* oops, double fault, kexec, suspend, tests */
 	ASI_NR_EXIT_REASONS,
 };
+
+/*
+ * The mitigation actions, in the order they run when several are due: the
+ * control state first, VERW last. An action is bit (1 << action) of a mask;
+ * the taint model (policy.rs, Action) uses the same bits.
+ */
+enum asi_action {
+	ASI_ACTION_IBPB,	/* indirect branch prediction barrier */
+	ASI_ACTION_RSB_FILL,	/* overwrite the return stack buffer */
+	ASI_ACTION_L1D_FLUSH,	/* flush the L1 data cache */
+	ASI_ACTION_VERW,	/* clear the CPU buffers */
+	ASI_NR_ACTIONS,
+};
+
+/* How this machine can run an action. */
+enum asi_action_support {
+	ASI_SUPPORT_NONE,	/* not at all */
+	ASI_SUPPORT_CPU,	/* with the CPU's instruction or MSR */
+	ASI_SUPPORT_SOFTWARE,	/* with a software sequence */
+};
+
+/* Where the kernel runs the actions the taint model asks for. */
+enum asi_action_site {
+	ASI_SITE_EXIT,		/* before CR3 switches to the full tables */
+	ASI_SITE_RUN,		/* before returning to user code */
+	ASI_NR_SITES,
+};
+
+/*
+ * What happened on a CPU, noted where the taint model cannot be told at
+ * once (noinstr code, NMIs): the model catches up on the next return to
+ * user mode.
+ */
+#define ASI_PENDING_EXIT	0x1	/* the CPU left the nonsensitive space */
+#define ASI_PENDING_FOREIGN	0x2	/* code that may touch any mm's data ran there */
+
+/* Bytes of per-CPU memory that hold the taint model's state (policy.rs). */
+#define ASI_POLICY_STATE_BYTES	256
 
 /* Called by asi_visit_domains() for each mm with a nonsensitive table. */
 typedef void (*asi_domain_fn)(void *ctx, u64 mm_pgd, u64 asi_pgd);
@@ -114,6 +154,7 @@ bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
 void __asi_enter_user(void);
 void __asi_exit(enum asi_exit_reason reason, unsigned long ip);
 void __asi_exit_noinstr(enum asi_exit_reason reason);
+bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3);
 u64 __asi_nmi_enter(void);
 void __asi_nmi_exit(u64 cr3);
 unsigned long __asi_read_full_cr3(void);
@@ -157,6 +198,17 @@ static __always_inline void asi_exit(enum asi_exit_reason reason)
 		__asi_exit(reason, _THIS_IP_);
 }
 
+/*
+ * switch_mm_irqs_off() loads the full CR3 @cr3 of the mm at @pgdir: on a
+ * restricted CPU, load that mm's nonsensitive table instead and stay
+ * restricted. True if CR3 was written; if not, the caller exits first.
+ * IRQs off.
+ */
+static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
+{
+	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_switch_mm(pgdir, cr3);
+}
+
 /* The same from noinstr code (double fault): not traced. */
 static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason)
 {
@@ -191,8 +243,71 @@ static __always_inline unsigned long asi_read_full_cr3(void)
 	return __read_cr3();
 }
 
+/* The mitigation actions, C called from Rust. */
+enum asi_action_support asi_action_support(enum asi_action action);
+bool asi_mitigations_off(void);
+const char *asi_actions_param(void);
+bool asi_vector_mitigated(enum asi_action_site site);
+void asi_set_actions(u8 exit_mask, u8 run_mask);
+void *asi_policy_state(int cpu);
+void asi_policy_ready(void);
+u8 asi_take_pending(void);
+void asi_arm_exit_actions(u8 mask);
+void asi_count_required(u8 mask, bool foreign);
+bool asi_action_count(unsigned int cpu, int what, u64 *count);
+void asi_reset_action_counts(void);
+void asi_run_actions(u8 required, enum asi_action_site site);
+
+void __asi_exit_actions(void);
+void __asi_note_foreign(void);
+bool __asi_restricted(void);
+int asi_actions_alloc(void);
+void __asi_return_to_user(void);
+void __asi_note_interrupt(void);
+void __asi_note_kthread(struct task_struct *tsk);
+
+extern bool asi_covers_switch_ibpb;
+
+/*
+ * Whether ASI's actions keep every process's branch training from the
+ * others, so that the IBPB on context switch is not needed.
+ */
+static __always_inline bool asi_ibpb_covers_switch(void)
+{
+	return cpu_feature_enabled(X86_FEATURE_ASI) && asi_covers_switch_ibpb;
+}
+
+/*
+ * Return to user mode, from arch_exit_to_user_mode_prepare(): run what the
+ * taint model asks for before user code runs. IRQs off, instrumentable.
+ */
+static __always_inline void asi_return_to_user(void)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_return_to_user();
+}
+
+/*
+ * An interrupt arrived (sysvec or device interrupt, after irqentry_enter()):
+ * if the CPU is in the full address space, the handler may leave any mm's
+ * data in the CPU's buffers.
+ */
+static __always_inline void asi_note_interrupt(void)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_note_interrupt();
+}
+
+/* Same for a kernel thread about to run (enter_lazy_tlb()). */
+static __always_inline void asi_note_kthread(struct task_struct *tsk)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_note_kthread(tsk);
+}
+
 /* Rust, called from C. */
 int asi_core_init(void);
+u8 asi_policy_return_to_user(u64 mm_id);
 bool asi_fault_granted(unsigned long address, unsigned long error_code);
 int asi_debugfs_init(void);
 int asi_mm_init(struct mm_struct *mm);
@@ -254,6 +369,12 @@ void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
 int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
 		       void *ctx);
+void asi_test_record_actions(bool on);
+unsigned int asi_test_recorded(u8 *masks, u8 *sites, unsigned int max);
+void asi_test_exit(u64 pgd, bool foreign);
+void asi_test_return_to_user(u64 mm_id);
+void asi_test_policy_swap(void *saved);
+int asi_test_irqs_off(int (*fn)(void *arg), void *arg);
 #endif
 
 #else /* !CONFIG_ASI */
@@ -272,10 +393,15 @@ static inline bool asi_fault_retry(struct pt_regs *regs, unsigned long error_cod
 static __always_inline void asi_enter_user(void) { }
 static __always_inline void asi_exit(enum asi_exit_reason reason) { }
 static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason) { }
+static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3) { return false; }
 static __always_inline u64 asi_nmi_enter(void) { return 0; }
 static __always_inline void asi_nmi_exit(u64 cr3) { }
 static __always_inline unsigned long asi_read_full_cr3(void) { return __read_cr3(); }
 static inline void asi_cpu_reset(void) { }
+static __always_inline void asi_return_to_user(void) { }
+static __always_inline bool asi_ibpb_covers_switch(void) { return false; }
+static __always_inline void asi_note_interrupt(void) { }
+static __always_inline void asi_note_kthread(struct task_struct *tsk) { }
 static inline int asi_init_mm(struct mm_struct *mm) { return 0; }
 static inline void asi_destroy_mm(struct mm_struct *mm) { }
 

@@ -85,6 +85,7 @@ struct asi_cpu_state {
 static DEFINE_PER_CPU(struct asi_cpu_state, asi_cpu_state);
 static DEFINE_PER_CPU(u64, asi_exits[ASI_NR_EXIT_REASONS]);
 static DEFINE_PER_CPU(u64, asi_enters);
+static DEFINE_PER_CPU(u64, asi_switches);
 
 /* Switch this CPU to the nonsensitive tables at @cr3. IRQs off. */
 static noinstr void asi_enter(u64 cr3)
@@ -95,9 +96,13 @@ static noinstr void asi_enter(u64 cr3)
 	this_cpu_inc(asi_enters);
 }
 
-/* Switch this CPU to the full address space. IRQs off or in an exception. */
+/*
+ * Switch this CPU to the full address space, after the actions the taint
+ * model armed for an exit. IRQs off or in an exception.
+ */
 static noinstr void asi_leave(enum asi_exit_reason reason)
 {
+	__asi_exit_actions();
 	native_write_cr3(this_cpu_read(asi_cpu_state.full_cr3));
 	this_cpu_write(asi_cpu_state.restricted, false);
 	this_cpu_inc(asi_exits[reason]);
@@ -145,8 +150,24 @@ noinstr bool __asi_fault_exit(struct pt_regs *regs, unsigned long address)
 	if (!this_cpu_read(asi_cpu_state.restricted) || user_mode(regs) ||
 	    address < TASK_SIZE_MAX)
 		return false;
-	asi_leave(in_nmi() ? ASI_EXIT_NMI : ASI_EXIT_PAGE_FAULT);
+	if (in_nmi()) {
+		asi_leave(ASI_EXIT_NMI);
+		__asi_note_foreign();
+	} else {
+		asi_leave(ASI_EXIT_PAGE_FAULT);
+	}
 	return true;
+}
+
+/*
+ * After an exit: code that may touch the data of an mm other than current's
+ * runs in the full space now (an interrupt, a kernel thread, reclaim).
+ */
+static void asi_note_exit_context(void)
+{
+	if (in_interrupt() || !current->mm ||
+	    (current->flags & (PF_KTHREAD | PF_MEMALLOC)))
+		__asi_note_foreign();
 }
 
 /*
@@ -158,6 +179,8 @@ noinstr bool __asi_fault_exit(struct pt_regs *regs, unsigned long address)
 bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
 		     unsigned long address)
 {
+	if (!in_nmi())
+		asi_note_exit_context();
 	trace_asi_exit(in_nmi() ? ASI_EXIT_NMI : ASI_EXIT_PAGE_FAULT, address,
 		       regs->ip);
 	return asi_fault_granted(address, error_code);
@@ -182,8 +205,47 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
 		left = true;
 	}
 	local_irq_restore(flags);
-	if (left)
+	if (left) {
+		asi_note_exit_context();
 		trace_asi_exit(reason, 0, ip);
+	}
+}
+
+/*
+ * switch_mm_irqs_off() is about to load @cr3, the full CR3 of the mm whose
+ * PGD is @pgdir. If this CPU is restricted and that mm has a nonsensitive
+ * table, load that instead and stay restricted: the scheduler touches no
+ * user data, and the next process goes on where it left the nonsensitive
+ * space, if it did. Returns whether CR3 was written.
+ *
+ * Same ordering as entering: full_cr3 first, then CR3. An NMI in between
+ * that leaves goes to the new mm's full tables and comes back to the old
+ * nonsensitive ones, from which CR3 is then written again. The write
+ * flushes the nonsensitive PCID it loads (no CR3_NOFLUSH), and full_cr3
+ * never has CR3_NOFLUSH, so the full PCID is flushed when the CPU leaves:
+ * what the caller's flush decision asked for, and perhaps more.
+ */
+bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
+{
+	struct ptdesc *pt = virt_to_ptdesc(pgdir);
+	struct mm_struct *mm;
+	pgd_t *asi_pgd;
+	u64 full;
+
+	lockdep_assert_irqs_disabled();
+	if (!this_cpu_read(asi_cpu_state.restricted) || !PageTable(ptdesc_page(pt)))
+		return false;
+	mm = pgd_page_get_mm(pt);
+	if (!mm || mm == &init_mm || mm->pgd != pgdir)
+		return false;
+	asi_pgd = READ_ONCE(mm->context.asi_pgd);
+	if (!asi_pgd)
+		return false;
+	full = cr3 & ~CR3_NOFLUSH;
+	this_cpu_write(asi_cpu_state.full_cr3, full);
+	native_write_cr3(asi_cr3(full, __pa(asi_pgd)));
+	this_cpu_inc(asi_switches);
+	return true;
 }
 
 noinstr void __asi_exit_noinstr(enum asi_exit_reason reason)
@@ -192,10 +254,16 @@ noinstr void __asi_exit_noinstr(enum asi_exit_reason reason)
 		asi_leave(reason);
 }
 
-/* CR3 at the start of an NMI if the CPU was restricted, else 0. */
+/*
+ * CR3 at the start of an NMI if the CPU was restricted, else 0. An NMI on
+ * the full tables may touch any mm's data.
+ */
 noinstr u64 __asi_nmi_enter(void)
 {
-	return this_cpu_read(asi_cpu_state.restricted) ? __native_read_cr3() : 0;
+	if (this_cpu_read(asi_cpu_state.restricted))
+		return __native_read_cr3();
+	__asi_note_foreign();
+	return 0;
 }
 
 /*
@@ -210,6 +278,11 @@ noinstr void __asi_nmi_exit(u64 cr3)
 	this_cpu_write(asi_cpu_state.restricted, true);
 	native_write_cr3(cr3);
 	this_cpu_inc(asi_enters);
+}
+
+noinstr bool __asi_restricted(void)
+{
+	return this_cpu_read(asi_cpu_state.restricted);
 }
 
 noinstr unsigned long __asi_read_full_cr3(void)
@@ -239,14 +312,21 @@ u64 asi_exit_count(enum asi_exit_reason reason)
 }
 
 /*
- * Enters (@what < 0) or exits for reason @what of possible CPU @cpu; false
- * if there is no such CPU or reason.
+ * Enters (@what -1), switches between mms that stay restricted (-2) or
+ * exits for reason @what of possible CPU @cpu; false if there is no such
+ * CPU or reason.
  */
 bool asi_transition_count(unsigned int cpu, int what, u64 *count)
 {
-	if (cpu >= nr_cpu_ids || !cpu_possible(cpu) || what >= ASI_NR_EXIT_REASONS)
+	if (cpu >= nr_cpu_ids || !cpu_possible(cpu) || what >= ASI_NR_EXIT_REASONS ||
+	    what < -2)
 		return false;
-	*count = what < 0 ? per_cpu(asi_enters, cpu) : per_cpu(asi_exits[what], cpu);
+	if (what == -1)
+		*count = per_cpu(asi_enters, cpu);
+	else if (what == -2)
+		*count = per_cpu(asi_switches, cpu);
+	else
+		*count = per_cpu(asi_exits[what], cpu);
 	return true;
 }
 
@@ -266,6 +346,7 @@ void asi_reset_transition_counts(void)
 
 	for_each_possible_cpu(cpu) {
 		per_cpu(asi_enters, cpu) = 0;
+		per_cpu(asi_switches, cpu) = 0;
 		for (r = 0; r < ASI_NR_EXIT_REASONS; r++)
 			per_cpu(asi_exits[r], cpu) = 0;
 	}
@@ -757,6 +838,23 @@ int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg)
 	return ret;
 }
 
+/*
+ * Enter the nonsensitive space at @pgd and leave again, as an exit from the
+ * kernel would: the armed actions run and the exit is noted, @foreign if
+ * the code that left may have touched any mm's data.
+ */
+void asi_test_exit(u64 pgd, bool foreign)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	asi_enter(pgd);
+	asi_leave(ASI_EXIT_OTHER);
+	if (foreign)
+		__asi_note_foreign();
+	local_irq_restore(flags);
+}
+
 /* Whether this CPU is in the nonsensitive space, and its CR3. */
 bool asi_test_restricted(u64 *cr3)
 {
@@ -949,6 +1047,7 @@ static int __init asi_early_init(void)
 	if (asi_enabled()) {
 		asi_unmap_image_tail();
 		asi_direct_map_nonglobal();
+		asi_actions_alloc();
 	}
 	return asi_core_init();
 }

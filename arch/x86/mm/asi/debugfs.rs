@@ -7,10 +7,14 @@
 //! - `verify`: walks the nonsensitive tables on each read, see [`crate::stats::Report`].
 //! - `transitions`: enters into and exits from the nonsensitive address space, in total and
 //!   per CPU; writing `0` resets them.
+//! - `actions`: the mitigation actions, their support and where they run, and how often each
+//!   was required and executed, with the returns to user mode and mm switches they compare
+//!   with, in total and per CPU; writing `0` resets the counters.
 
 use crate::{
+    policy::Action,
     stats::{self, CounterLine},
-    sys::{self, Transition},
+    sys::{self, ActionCounter, Transition},
 };
 use kernel::{
     debugfs::{Dir, File},
@@ -26,6 +30,7 @@ struct Debugfs {
     _stats: Pin<KBox<File<()>>>,
     _verify: Pin<KBox<File<()>>>,
     _transitions: Pin<KBox<File<()>>>,
+    _actions: Pin<KBox<File<()>>>,
 }
 
 /// Most CPUs listed on one line of the `transitions` file; the total covers all.
@@ -38,26 +43,84 @@ pub(crate) fn transition_total(what: Transition) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// Writes the line of a per-CPU counter `name`, read by `count`, with its total.
+fn write_counter(
+    f: &mut kernel::fmt::Formatter<'_>,
+    name: &str,
+    count: &dyn Fn(u32) -> Option<u64>,
+) -> kernel::fmt::Result {
+    let mut per_cpu = [(0u32, 0u64); MAX_CPUS_LISTED];
+    let mut listed = 0;
+    let mut total = 0u64;
+    for cpu in 0..sys::nr_cpu_ids() {
+        let Some(n) = count(cpu) else { continue };
+        total = total.saturating_add(n);
+        if let Some(slot) = per_cpu.get_mut(listed) {
+            *slot = (cpu, n);
+            listed += 1;
+        }
+    }
+    let line = CounterLine {
+        name,
+        per_cpu: per_cpu.get(..listed).unwrap_or(&[]),
+    };
+    write!(f, "{}", LineWithTotal(line, total))
+}
+
 /// Writes the `transitions` file.
 fn write_transitions(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
     for (what, name) in Transition::ALL {
-        let mut per_cpu = [(0u32, 0u64); MAX_CPUS_LISTED];
-        let mut listed = 0;
-        for cpu in 0..sys::nr_cpu_ids() {
-            if let (Some(n), Some(slot)) =
-                (sys::transition_count(cpu, what), per_cpu.get_mut(listed))
-            {
-                *slot = (cpu, n);
-                listed += 1;
-            }
-        }
-        let line = CounterLine {
-            name,
-            per_cpu: per_cpu.get(..listed).unwrap_or(&[]),
-        };
-        write!(f, "{}", LineWithTotal(line, transition_total(what)))?;
+        write_counter(f, name, &|cpu| sys::transition_count(cpu, what))?;
     }
     Ok(())
+}
+
+/// The counter names of the `actions` file, without the action's name.
+const REQUIRED: &str = "required_";
+const EXECUTED: &str = "executed_";
+
+/// Writes the `actions` file.
+fn write_actions(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+    let Some(setup) = crate::mitigation::setup() else {
+        return writeln!(f, "ASI is off: no actions");
+    };
+    write!(f, "{}", setup.table())?;
+    for (prefix, counter) in [
+        (
+            REQUIRED,
+            ActionCounter::Required as fn(Action) -> ActionCounter,
+        ),
+        (EXECUTED, ActionCounter::Executed),
+    ] {
+        for a in Action::ALL {
+            let mut name = [0u8; 32];
+            let name = join(&mut name, prefix, a.name());
+            write_counter(f, name, &|cpu| sys::action_count(cpu, counter(a)))?;
+        }
+    }
+    write_counter(f, "returns_to_user", &|cpu| {
+        sys::action_count(cpu, ActionCounter::Returns)
+    })?;
+    write_counter(f, "mm_switches", &|cpu| {
+        sys::action_count(cpu, ActionCounter::MmSwitches)
+    })?;
+    write_counter(f, "foreign_returns", &|cpu| {
+        sys::action_count(cpu, ActionCounter::Foreign)
+    })
+}
+
+/// `a` followed by `b` in `buf`; as much as fits.
+fn join<'a>(buf: &'a mut [u8; 32], a: &str, b: &str) -> &'a str {
+    let mut len = 0;
+    for (slot, byte) in buf
+        .iter_mut()
+        .zip(core::iter::Iterator::chain(a.bytes(), b.bytes()))
+    {
+        *slot = byte;
+        len += 1;
+    }
+    // Both parts are ASCII, so any prefix is UTF-8.
+    core::str::from_utf8(buf.get(..len).unwrap_or(&[])).unwrap_or("")
 }
 
 /// A [`CounterLine`] and its total, for the kernel's formatter.
@@ -83,6 +146,17 @@ fn reset_transitions(reader: &mut UserSliceReader) -> Result {
     reader.read_slice(input)?;
     stats::parse_reset(input).map_err(|()| EINVAL)?;
     sys::reset_transition_counts();
+    Ok(())
+}
+
+/// A write to the `actions` file: `0` resets the counters, anything else is `EINVAL`.
+fn reset_actions(reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 8];
+    let len = reader.len();
+    let input = buf.get_mut(..len).ok_or(EINVAL)?;
+    reader.read_slice(input)?;
+    stats::parse_reset(input).map_err(|()| EINVAL)?;
+    sys::reset_action_counts();
     Ok(())
 }
 
@@ -119,12 +193,22 @@ pub(crate) fn init() -> Result {
         ),
         GFP_KERNEL,
     )?;
+    let actions = KBox::pin_init(
+        dir.read_write_callback_file(
+            c"actions",
+            (),
+            &|(): &(), f| write_actions(f),
+            &|(): &(), r| reset_actions(r),
+        ),
+        GFP_KERNEL,
+    )?;
     if DEBUGFS.populate(Debugfs {
         _dir: dir,
         _status: status,
         _stats: stats,
         _verify: verify,
         _transitions: transitions,
+        _actions: actions,
     }) {
         Ok(())
     } else {

@@ -231,11 +231,11 @@ mod tests {
 
     /// Runs `f` and returns how much each transition counter moved meanwhile, in the order of
     /// [`sys::Transition::ALL`]: enters, then exits by reason (page_fault, switch_mm, cr3_read,
-    /// tlb_flush, nmi, other).
-    fn transitions_during(f: impl FnOnce()) -> [u64; 7] {
+    /// tlb_flush, nmi, other), then switches that stay in the nonsensitive space.
+    fn transitions_during(f: impl FnOnce()) -> [u64; 8] {
         let before = sys::Transition::ALL.map(|(w, _)| crate::debugfs::transition_total(w));
         f();
-        let mut delta = [0u64; 7];
+        let mut delta = [0u64; 8];
         for (i, (w, _)) in sys::Transition::ALL.iter().enumerate() {
             delta[i] = crate::debugfs::transition_total(*w).wrapping_sub(before[i]);
         }
@@ -244,7 +244,7 @@ mod tests {
 
     /// Runs [`read_nested`] in the nonsensitive space; returns it and the change of each
     /// transition counter.
-    fn nested(t: &tables::Tables, pfn: u64, nmi: bool) -> (Nested, [u64; 7]) {
+    fn nested(t: &tables::Tables, pfn: u64, nmi: bool) -> (Nested, [u64; 8]) {
         let mut n = Nested {
             pfn,
             nmi,
@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(n.restricted_after, n.restricted_before);
         // enters, page_fault, switch_mm, cr3_read, tlb_flush, nmi, other: the test's own enter
         // and the NMI's return; the NMI's exit; the test's exit at its end.
-        assert_eq!(delta, [2, 0, 0, 0, 0, 1, 1]);
+        assert_eq!(delta, [2, 0, 0, 0, 0, 1, 1, 0]);
         Ok(())
     }
 
@@ -300,7 +300,7 @@ mod tests {
         assert!(n.restricted_before.0);
         assert!(!n.restricted_after.0);
         assert_ne!(n.restricted_after.1, n.restricted_before.1);
-        assert_eq!(delta, [1, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(delta, [1, 1, 0, 0, 0, 0, 0, 0]);
         Ok(())
     }
 
@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(r.cr3, r.after.1);
         assert_ne!(r.cr3, r.before.1);
         // enters, page_fault, switch_mm, cr3_read, tlb_flush, nmi, other.
-        assert_eq!(delta, [1, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(delta, [1, 0, 0, 1, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -588,5 +588,210 @@ mod tests {
         assert_eq!(after.domain_failures, before.domain_failures + 1);
         assert_eq!(after.domains, before.domains);
         assert_eq!(after.domains_created, before.domains_created);
+    }
+
+    use crate::{
+        actions::Site,
+        policy::{Action, Actions, CpuState, Event, MmId},
+        sys::ActionCounter,
+    };
+
+    /// What happens before one return to user mode in [`actions_follow_the_model`]: an exit
+    /// (`Some(foreign)`) or none, and the mm that returns.
+    const BETWEEN: [(Option<bool>, u64); 6] = [
+        (None, 1),
+        (Some(false), 1),
+        (Some(true), 1),
+        (None, 2),
+        (Some(false), 2),
+        (Some(true), 2),
+    ];
+
+    /// Returns to user mode in one sequence of [`actions_follow_the_model`].
+    const RETURNS: usize = 4;
+
+    /// This CPU's counters of `action`: (required, executed).
+    fn action_counts(cpu: u32, action: Action) -> (u64, u64) {
+        (
+            sys::action_count(cpu, ActionCounter::Required(action)).unwrap_or(0),
+            sys::action_count(cpu, ActionCounter::Executed(action)).unwrap_or(0),
+        )
+    }
+
+    /// Runs the returns `seq` (indices into [`BETWEEN`]) through the kernel's machinery, on a
+    /// model state of the test's own: real exits from the nonsensitive tables at `pgd`, which
+    /// run the armed actions, and the kernel's return-to-user path, which runs the model.
+    /// Checks the actions each site was asked to run against the eager model, step by step,
+    /// and this CPU's counters against both. IRQs off.
+    /// Logs the details of a failure if `verbose`.
+    fn check_sequence(pgd: u64, seq: &[usize], verbose: bool) -> bool {
+        let cpu = sys::test::cpu();
+        let setup = crate::mitigation::setup().copied();
+        let Some(setup) = setup else { return false };
+        let before = Action::ALL.map(|a| action_counts(cpu, a));
+        let start = CpuState::new(MmId(0));
+        let mut saved = sys::test::saved_policy(start);
+        sys::test::policy_swap(&mut saved);
+        sys::test::record_actions(true);
+        for &i in seq {
+            let Some(&(exit, mm)) = BETWEEN.get(i) else {
+                continue;
+            };
+            if let Some(foreign) = exit {
+                sys::test::exit(pgd, foreign);
+            }
+            sys::test::return_to_user(mm);
+        }
+        sys::test::record_actions(false);
+        let (recorded, n) = sys::test::recorded();
+        sys::test::policy_swap(&mut saved);
+
+        // The eager model, event by event.
+        let mut model = start;
+        let mut expected = [(Site::Exit, Actions::NONE); sys::test::MAX_RECORDED];
+        let mut len = 0;
+        let mut push = |site: Site, actions: Actions| {
+            if actions.is_empty() {
+                return true;
+            }
+            let Some(slot) = expected.get_mut(len) else {
+                return false;
+            };
+            *slot = (site, actions);
+            len += 1;
+            true
+        };
+        let mut required = [0u64; 4];
+        let mut executed = [0u64; 4];
+        let mut count = |site: Site, actions: Actions| {
+            for a in actions.iter() {
+                if let Some(r) = required.get_mut(a.index()) {
+                    *r += 1;
+                }
+                if setup.at(site).contains(a) {
+                    if let Some(e) = executed.get_mut(a.index()) {
+                        *e += 1;
+                    }
+                }
+            }
+        };
+        for &i in seq {
+            let Some(&(exit, mm)) = BETWEEN.get(i) else {
+                continue;
+            };
+            if let Some(foreign) = exit {
+                let actions = model.step(Event::Exit);
+                count(Site::Exit, actions);
+                if !push(Site::Exit, actions) {
+                    return false;
+                }
+                if foreign {
+                    // In the sensitive space already: nothing to run.
+                    if !model.step(Event::Interrupt).is_empty() {
+                        return false;
+                    }
+                }
+            }
+            if model.mm() != MmId(mm) {
+                model.step(Event::SwitchMm(MmId(mm)));
+            }
+            let actions = model.step(Event::Run(crate::policy::Class::User));
+            count(Site::Run, actions);
+            if !push(Site::Run, actions) {
+                return false;
+            }
+        }
+        let after = Action::ALL.map(|a| action_counts(cpu, a));
+        let counters_ok = Action::ALL.into_iter().all(|a| {
+            let i = a.index();
+            let (Some(b), Some(f)) = (before.get(i), after.get(i)) else {
+                return false;
+            };
+            let (Some(r), Some(e)) = (required.get(i), executed.get(i)) else {
+                return false;
+            };
+            f.0.wrapping_sub(b.0) == *r && f.1.wrapping_sub(b.1) == *e
+        });
+        let ok = n == len && recorded.get(..n) == expected.get(..len) && counters_ok;
+        if !ok && verbose {
+            pr_err!(
+                "returns {:?}: recorded {} {:?} expected {} {:?} counters {} before {:?} after {:?} req {:?} exe {:?}\n",
+                seq,
+                n,
+                recorded.get(..n.min(4)),
+                len,
+                expected.get(..len.min(4)),
+                counters_ok,
+                before,
+                after,
+                required,
+                executed
+            );
+        }
+        ok
+    }
+
+    #[test]
+    fn actions_follow_the_model() {
+        let Some(t) = tables_or_none() else {
+            return;
+        };
+        let pgd = t.pgd();
+        let mut sequences = 0u32;
+        let mut failed = 0u32;
+        let mut seq = [0usize; RETURNS];
+        for len in 1..=RETURNS {
+            let total = BETWEEN.len().pow(len as u32);
+            for n in 0..total {
+                let mut rest = n;
+                for slot in seq.iter_mut().take(len) {
+                    *slot = rest % BETWEEN.len();
+                    rest /= BETWEEN.len();
+                }
+                let Some(seq) = seq.get(..len) else { continue };
+                let mut ok = false;
+                let verbose = failed == 0;
+                sys::test::with_irqs_off(&mut || ok = check_sequence(pgd, seq, verbose));
+                sequences += 1;
+                if !ok {
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!(sequences, 6 + 36 + 216 + 1296);
+        assert_eq!(failed, 0);
+    }
+
+    #[test]
+    fn only_enabled_actions_execute() {
+        let Some(setup) = crate::mitigation::setup().copied() else {
+            return;
+        };
+        let all = Actions::clearing(crate::policy::Taints::ALL);
+        for site in [Site::Exit, Site::Run] {
+            let cpu_counts = |cpu| Action::ALL.map(|a| action_counts(cpu, a));
+            let mut ok = false;
+            sys::test::with_irqs_off(&mut || {
+                let cpu = sys::test::cpu();
+                let before = cpu_counts(cpu);
+                sys::test::run_actions(all, site);
+                let after = cpu_counts(cpu);
+                ok = Action::ALL.into_iter().all(|a| {
+                    let i = a.index();
+                    let (Some(b), Some(f)) = (before.get(i), after.get(i)) else {
+                        return false;
+                    };
+                    // Running is not requiring: only the model counts that.
+                    f.0 == b.0 && f.1.wrapping_sub(b.1) == u64::from(setup.at(site).contains(a))
+                });
+            });
+            assert!(ok);
+        }
+        // Whatever the CPU cannot do is never enabled.
+        for a in Action::ALL {
+            if setup.support_of(a) == crate::actions::Support::None {
+                assert!(!setup.at(Site::Exit).contains(a) && !setup.at(Site::Run).contains(a));
+            }
+        }
     }
 }

@@ -137,6 +137,7 @@ impl Taint {
     }
 
     /// The action that clears this structure.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) const fn action(self) -> Action {
         match self {
             Taint::Predictors => Action::Ibpb,
@@ -172,11 +173,6 @@ macro_rules! bit_set {
             /// Whether `elem` is in the set.
             pub(crate) const fn contains(self, elem: $elem) -> bool {
                 self.0 & elem.bit() != 0
-            }
-
-            /// Whether the set is empty.
-            pub(crate) const fn is_empty(self) -> bool {
-                self.0 == 0
             }
 
             /// The elements of the set, in the order of `ALL`.
@@ -254,6 +250,11 @@ bit_set!(
 );
 
 impl Actions {
+    /// Whether the set is empty.
+    pub(crate) const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
     /// The actions that clear the structures of `taints`. Each action has the bit of the
     /// structure it clears.
     pub(crate) const fn clearing(taints: Taints) -> Self {
@@ -261,16 +262,19 @@ impl Actions {
     }
 
     /// The set without `action`.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) const fn without(self, action: Action) -> Self {
         Self(self.0 & !action.bit())
     }
 
     /// Number of actions in the set.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) const fn len(self) -> u32 {
         self.0.count_ones()
     }
 
     /// The structures the actions of the set clear.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) const fn clears(self) -> Taints {
         Taints(self.0)
     }
@@ -397,6 +401,7 @@ impl Origins {
     }
 
     /// Whether nobody left state.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) fn is_clear(self) -> bool {
         self == Self::CLEAR
     }
@@ -512,6 +517,7 @@ pub(crate) enum Space {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
     /// The kernel enters the nonsensitive space.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     Enter,
     /// The kernel exits to the sensitive space, for instance on a page fault on user data of the
     /// current mm, and may touch that data.
@@ -566,6 +572,7 @@ impl CpuState {
     }
 
     /// The address space the CPU is in.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) const fn space(&self) -> Space {
         self.space
     }
@@ -586,10 +593,11 @@ impl CpuState {
     }
 
     /// The structures someone left state in.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) fn taints(&self) -> Taints {
         Taint::ALL
             .into_iter()
-            .filter(|t| !self.origins(*t).is_clear())
+            .filter(|t| self.origins(*t) != Origins::CLEAR)
             .fold(Taints::NONE, |set, t| set.union(Taints::of(t)))
     }
 
@@ -677,6 +685,75 @@ impl CpuState {
         let actions = self.clear(stale);
         self.record(policy.taints, class.source(), Some(self.mm));
         actions
+    }
+}
+
+/// What happened on a CPU since the last return to user mode that the kernel could not tell the
+/// model at once: noted in `noinstr` code and NMIs, given to [`CpuState::return_to_user`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// The CPU left the nonsensitive space ([`Event::Exit`]).
+    pub(crate) exit: bool,
+    /// Code that may touch any mm's data ran in the sensitive space: an interrupt, an NMI, a
+    /// kernel thread, reclaim ([`Event::Interrupt`]).
+    pub(crate) foreign: bool,
+}
+
+/// The actions of one return to user mode, see [`CpuState::return_to_user`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Return {
+    /// What the model required for the exit that happened, which the kernel ran then.
+    pub(crate) at_exit: Actions,
+    /// What it required for the foreign code that ran, which the kernel ran before that code
+    /// (as an exit) or finds already done.
+    pub(crate) at_foreign: Actions,
+    /// What the kernel must run now, before user code.
+    pub(crate) at_run: Actions,
+    /// What the next exit must run, until the next return to user mode.
+    pub(crate) next_exit: Actions,
+}
+
+impl Return {
+    /// Every action required by the return, for the counters.
+    pub(crate) fn required(&self) -> [Actions; 3] {
+        [self.at_exit, self.at_foreign, self.at_run]
+    }
+}
+
+impl CpuState {
+    /// The kernel's way of driving the model: on a return to user mode of `mm`, catch up on
+    /// `pending`, then run user code.
+    ///
+    /// The kernel runs user code only through the nonsensitive space and leaves it only by an
+    /// exit, so between two returns to user mode there is at most one exit that matters (others
+    /// are NMIs that went back, which `foreign` covers). Stepping [`Event::Exit`], then
+    /// [`Event::Interrupt`], then [`Event::SwitchMm`] and [`Event::Run`] at the return gives
+    /// the actions the eager steps would have given at each point: the host tests check it. The
+    /// exit's actions come from [`Return::next_exit`] of the previous return, which the kernel
+    /// arms for its exit path.
+    pub(crate) fn return_to_user(&mut self, pending: Pending, mm: MmId) -> Return {
+        let at_exit = if pending.exit {
+            self.step(Event::Exit)
+        } else {
+            Actions::NONE
+        };
+        let at_foreign = if pending.foreign {
+            self.step(Event::Interrupt)
+        } else {
+            Actions::NONE
+        };
+        if mm != self.mm {
+            self.step(Event::SwitchMm(mm));
+        }
+        let at_run = self.step(Event::Run(Class::User));
+        let mut next = *self;
+        let next_exit = next.step(Event::Exit);
+        Return {
+            at_exit,
+            at_foreign,
+            at_run,
+            next_exit,
+        }
     }
 }
 
@@ -1221,7 +1298,7 @@ mod tests {
 
     #[test]
     fn sets() {
-        assert!(Taints::NONE.is_empty() && !Taints::ALL.is_empty());
+        assert!(Taints::NONE != Taints::ALL);
         assert_eq!(Taints::ALL.iter().collect::<Vec<_>>(), Taint::ALL);
         assert_eq!(
             Taints::DATA.iter().collect::<Vec<_>>(),
@@ -1243,6 +1320,176 @@ mod tests {
         assert_eq!(some.len(), 3);
         assert!(Actions::NONE.is_empty() && Actions::of(Action::Verw).len() == 1);
         assert_eq!(Actions::clearing(Taints::NONE), Actions::NONE);
+    }
+
+    /// What the kernel sees between two returns to user mode: an exit or not, foreign code
+    /// or not, the mm of the return.
+    const BETWEEN: [(Pending, MmId); 8] = [
+        (
+            Pending {
+                exit: false,
+                foreign: false,
+            },
+            A,
+        ),
+        (
+            Pending {
+                exit: true,
+                foreign: false,
+            },
+            A,
+        ),
+        (
+            Pending {
+                exit: false,
+                foreign: true,
+            },
+            A,
+        ),
+        (
+            Pending {
+                exit: true,
+                foreign: true,
+            },
+            A,
+        ),
+        (
+            Pending {
+                exit: false,
+                foreign: false,
+            },
+            B,
+        ),
+        (
+            Pending {
+                exit: true,
+                foreign: false,
+            },
+            B,
+        ),
+        (
+            Pending {
+                exit: false,
+                foreign: true,
+            },
+            B,
+        ),
+        (
+            Pending {
+                exit: true,
+                foreign: true,
+            },
+            B,
+        ),
+    ];
+
+    /// The eager events of what the kernel saw: the exit, the foreign code (after the exit, in
+    /// the space the exit left), the switch to `mm` if it is another one, then the return.
+    fn eager_events(cpu: &CpuState, pending: Pending, mm: MmId) -> Vec<Event> {
+        let mut events = Vec::new();
+        if pending.exit {
+            events.push(Event::Exit);
+        }
+        if pending.foreign {
+            events.push(Event::Interrupt);
+        }
+        if mm != cpu.mm() {
+            events.push(Event::SwitchMm(mm));
+        }
+        events.push(Event::Run(Class::User));
+        events
+    }
+
+    /// Every sequence of up to four returns to user mode, each after one of [`BETWEEN`]:
+    /// driving the model lazily gives the eager steps' actions and state, the armed exit
+    /// actions are those the eager exit requires, and the invariants hold.
+    #[test]
+    fn lazy_returns_match_eager_steps() {
+        fn walk(lazy: CpuState, eager: Vec<Event>, depth: usize, count: &mut u64) {
+            *count += 1;
+            if depth == 0 {
+                return;
+            }
+            for (pending, mm) in BETWEEN {
+                let mut lazy_next = lazy;
+                let ret = lazy_next.return_to_user(pending, mm);
+                let mut eager_cpu = lazy;
+                let mut got = Vec::new();
+                for event in eager_events(&lazy, pending, mm) {
+                    got.push((event, eager_cpu.step(event)));
+                }
+                assert_eq!(lazy_next, eager_cpu, "{eager:?} then {pending:?} {mm:?}");
+                let exit = got.iter().find(|(e, _)| *e == Event::Exit).map(|(_, a)| *a);
+                assert_eq!(ret.at_exit, exit.unwrap_or(Actions::NONE));
+                let foreign = got
+                    .iter()
+                    .find(|(e, _)| *e == Event::Interrupt)
+                    .map(|(_, a)| *a);
+                assert_eq!(ret.at_foreign, foreign.unwrap_or(Actions::NONE));
+                assert_eq!(
+                    ret.at_run,
+                    got.last().map(|(_, a)| *a).unwrap_or(Actions::NONE)
+                );
+                // The armed actions are exactly what the previous return said.
+                if pending.exit {
+                    let mut before = lazy;
+                    assert_eq!(ret.at_exit, before.step(Event::Exit));
+                }
+                let mut armed = lazy_next;
+                assert_eq!(ret.next_exit, armed.step(Event::Exit));
+                // No action is required twice for one return: each clears its structure.
+                let mut seen = Actions::NONE;
+                for a in ret.required() {
+                    assert_eq!(Actions(seen.0 & a.0), Actions::NONE);
+                    seen = seen.union(a);
+                }
+                let mut events = eager.clone();
+                events.extend(got.iter().map(|(e, _)| *e));
+                assert_eq!(run_sequence(Policies::DEFAULT, &events), Ok(()));
+                walk(lazy_next, events, depth - 1, count);
+            }
+        }
+        let mut count = 0;
+        walk(CpuState::new(MmId(0)), Vec::new(), 4, &mut count);
+        assert_eq!(count, 1 + 8 + 64 + 512 + 4096);
+    }
+
+    #[test]
+    fn returns_of_one_process() {
+        let mut cpu = CpuState::new(A);
+        let quiet = Pending::default();
+        let exit = Pending {
+            exit: true,
+            foreign: false,
+        };
+        // First return: nothing known of the kernel's data, the state is clear.
+        assert_eq!(cpu.return_to_user(quiet, A).at_run, Actions::NONE);
+        // Syscalls without exits need nothing, and arm the control flush for an exit.
+        let ret = cpu.return_to_user(quiet, A);
+        assert_eq!(ret.required(), [Actions::NONE; 3]);
+        assert_eq!(ret.next_exit, actions(&CONTROL_FLUSH));
+        // An exit for its own data clears the training, and no data flush follows.
+        let ret = cpu.return_to_user(exit, A);
+        assert_eq!(ret.at_exit, actions(&CONTROL_FLUSH));
+        assert_eq!(ret.at_run, Actions::NONE);
+        // An interrupt in the sensitive space: a data flush before user code.
+        let ret = cpu.return_to_user(
+            Pending {
+                exit: true,
+                foreign: true,
+            },
+            A,
+        );
+        assert_eq!(ret.at_exit, actions(&CONTROL_FLUSH));
+        assert_eq!(ret.at_foreign, Actions::NONE);
+        assert_eq!(ret.at_run, actions(&DATA_FLUSH));
+        // Another process after an exit of this one: its data goes.
+        let ret = cpu.return_to_user(exit, B);
+        assert_eq!(ret.at_exit, actions(&CONTROL_FLUSH));
+        assert_eq!(ret.at_run, actions(&DATA_FLUSH));
+        // Another process without an exit in between: the training goes.
+        let ret = cpu.return_to_user(quiet, A);
+        assert_eq!(ret.at_run, actions(&CONTROL_FLUSH));
     }
 
     #[test]

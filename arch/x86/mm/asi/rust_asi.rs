@@ -8,15 +8,17 @@
 //!
 //! Layout of the crate:
 //!
-//! - [`cr3`], [`pgtable`], [`policy`], [`stats`] and [`status`] are pure logic on `core`
-//!   alone, shared with the host test crate (`cargo test` at the top of the repository).
+//! - [`actions`], [`cr3`], [`pgtable`], [`policy`], [`stats`] and [`status`] are pure logic on
+//!   `core` alone, shared with the host test crate (`cargo test` at the top of the repository).
 //! - [`sys`] is the only module that calls C. It wraps each function of `asm/asi.h` once.
 //! - [`tables`] builds the nonsensitive page tables and keeps the sensitivity of each page.
+//! - [`mitigation`] drives the taint model on each CPU and sets up the mitigation actions.
 //! - [`debugfs`] builds `/sys/kernel/debug/asi/`.
 //! - [`kunit`] is the KUnit suite `asi`.
 
 use kernel::prelude::*;
 
+mod actions;
 #[expect(
     dead_code,
     reason = "the nonsensitive encoding and PTI's user space serve the tests only"
@@ -25,11 +27,8 @@ mod cr3;
 mod debugfs;
 mod domain;
 mod kunit;
+mod mitigation;
 mod pgtable;
-#[expect(
-    dead_code,
-    reason = "the taint model drives the mitigations once the kernel runs on the tables"
-)]
 mod policy;
 mod stats;
 mod status;
@@ -78,6 +77,7 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
     // asi_check_boottime() sets the flag from the request; anything else is a kernel bug.
     kernel::warn_on!(status.enabled != status.expected());
     if status.enabled {
+        mitigation::init();
         if let Err(e) = tables::init() {
             pr_err!(
                 "cannot build the nonsensitive page tables ({:?}); user data stays mapped\n",
@@ -163,6 +163,19 @@ pub unsafe extern "C" fn asi_mirror_direct_map(va: usize, nr: usize) {
 pub unsafe extern "C" fn asi_fault_granted(address: usize, error_code: usize) -> bool {
     sys::kernel_leaf(address as u64)
         .is_some_and(|(_, leaf)| pgtable::fault_granted(leaf, error_code as u64))
+}
+
+/// A return to user mode of the mm with `ctx_id` on this CPU: the actions to run before user
+/// code, as a mask of `enum asi_action` bits. See [`mitigation::return_to_user`].
+///
+/// # Safety
+///
+/// Called with interrupts disabled, outside NMI context, after the model was initialised
+/// (`asi_policy_ready()`), from `__asi_return_to_user()` or the KUnit suite.
+#[export]
+pub unsafe extern "C" fn asi_policy_return_to_user(ctx_id: u64) -> u8 {
+    // SAFETY: As guaranteed by the caller.
+    unsafe { mitigation::return_to_user(ctx_id) }.mask()
 }
 
 /// Creates `/sys/kernel/debug/asi/`. Called from a late initcall.

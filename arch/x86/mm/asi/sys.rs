@@ -5,7 +5,11 @@
 //! Each function here wraps one function of `arch/x86/include/asm/asi.h` and turns its result
 //! into a safe Rust value. No other module of the crate uses `kernel::bindings` or `unsafe`.
 
-use crate::status::BootRequest;
+use crate::{
+    actions::{Site, Support},
+    policy::{Action, Actions, CpuState, Pending},
+    status::BootRequest,
+};
 use kernel::{
     bindings,
     str::{CStr, CStrExt},
@@ -237,11 +241,13 @@ pub(crate) enum Transition {
     ExitNmi,
     /// Other exits: oops, double fault, kexec, tests.
     ExitOther,
+    /// Switches to another mm that stay in the nonsensitive space.
+    Switch,
 }
 
 impl Transition {
     /// All counters, in the order the debugfs file shows them, with their names.
-    pub(crate) const ALL: [(Transition, &'static str); 7] = [
+    pub(crate) const ALL: [(Transition, &'static str); 8] = [
         (Transition::Enter, "enters"),
         (Transition::ExitPageFault, "exits_page_fault"),
         (Transition::ExitSwitchMm, "exits_switch_mm"),
@@ -249,11 +255,13 @@ impl Transition {
         (Transition::ExitTlbFlush, "exits_tlb_flush"),
         (Transition::ExitNmi, "exits_nmi"),
         (Transition::ExitOther, "exits_other"),
+        (Transition::Switch, "switches"),
     ];
 
     fn raw(self) -> i32 {
         let reason = match self {
             Transition::Enter => return -1,
+            Transition::Switch => return -2,
             Transition::ExitPageFault => bindings::asi_exit_reason_ASI_EXIT_PAGE_FAULT,
             Transition::ExitSwitchMm => bindings::asi_exit_reason_ASI_EXIT_SWITCH_MM,
             Transition::ExitCr3Read => bindings::asi_exit_reason_ASI_EXIT_CR3_READ,
@@ -314,9 +322,154 @@ pub(crate) fn for_each_required(f: &mut dyn FnMut(&'static CStr, u64, u64)) {
     unsafe { bindings::asi_visit_required(Some(trampoline), ctx) };
 }
 
+/// How this machine runs `action`.
+pub(crate) fn action_support(action: Action) -> Support {
+    // SAFETY: No preconditions; the C function checks the value.
+    Support::from_raw(unsafe {
+        bindings::asi_action_support(action.index() as bindings::asi_action)
+    })
+}
+
+/// Whether `mitigations=off` was given.
+pub(crate) fn mitigations_off() -> bool {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_mitigations_off() }
+}
+
+/// Whether the attack vector that the actions at `site` guard against is mitigated.
+pub(crate) fn vector_mitigated(site: Site) -> bool {
+    let raw = match site {
+        Site::Exit => bindings::asi_action_site_ASI_SITE_EXIT,
+        Site::Run => bindings::asi_action_site_ASI_SITE_RUN,
+    };
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_vector_mitigated(raw) }
+}
+
+/// The value of `asi_actions=`, `None` if it was not given.
+pub(crate) fn actions_param() -> Option<&'static [u8]> {
+    // SAFETY: No preconditions.
+    let p = unsafe { bindings::asi_actions_param() };
+    // SAFETY: A non-NULL result is a NUL-terminated string that lives as long as the kernel.
+    (!p.is_null()).then(|| unsafe { CStr::from_char_ptr(p) }.to_bytes())
+}
+
+/// Lets the kernel run `exit` at exits and `run` before user code, once, before user space.
+pub(crate) fn set_actions(exit: Actions, run: Actions) {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_set_actions(exit.mask(), run.mask()) }
+}
+
+// The per-CPU memory for the model's state is sized and aligned for it.
+const _: () = assert!(
+    core::mem::size_of::<CpuState>() <= bindings::ASI_POLICY_STATE_BYTES as usize
+        && core::mem::align_of::<CpuState>() <= 8
+);
+
+/// Sets the model's state of every possible CPU to `state`, before [`policy_ready`].
+pub(crate) fn init_policy_states(state: CpuState) {
+    for cpu in 0..nr_cpu_ids() {
+        // SAFETY: No preconditions; NULL for a CPU that is not possible.
+        let p = unsafe { bindings::asi_policy_state(cpu as kernel::ffi::c_int) }.cast::<CpuState>();
+        if !p.is_null() {
+            // SAFETY: `p` is per-CPU memory of `ASI_POLICY_STATE_BYTES`, 8-byte aligned,
+            // which the assertion above shows fits a `CpuState`. Nothing reads it before
+            // `policy_ready()`.
+            unsafe { p.write(state) };
+        }
+    }
+}
+
+/// Lets the kernel use the model's states, after [`init_policy_states`].
+pub(crate) fn policy_ready() {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_policy_ready() }
+}
+
+/// Runs `f` on this CPU's model state.
+///
+/// # Safety
+///
+/// The caller runs with interrupts disabled, outside NMI context, after [`policy_ready`], and
+/// not from inside another call of this function: then nothing else accesses the state while
+/// `f` runs.
+pub(crate) unsafe fn with_this_cpu_policy<R>(f: impl FnOnce(&mut CpuState) -> R) -> R {
+    // SAFETY: No preconditions; with a negative CPU the result is this CPU's state.
+    let p = unsafe { bindings::asi_policy_state(-1) }.cast::<CpuState>();
+    // SAFETY: `init_policy_states()` wrote a `CpuState` there, and the caller guarantees that
+    // this is the only reference to it.
+    f(unsafe { &mut *p })
+}
+
+/// Takes what the C side noted on this CPU since the last call.
+pub(crate) fn take_pending() -> Pending {
+    // SAFETY: No preconditions.
+    let raw = u32::from(unsafe { bindings::asi_take_pending() });
+    Pending {
+        exit: raw & bindings::ASI_PENDING_EXIT != 0,
+        foreign: raw & bindings::ASI_PENDING_FOREIGN != 0,
+    }
+}
+
+/// Arms `actions` for this CPU's exits.
+pub(crate) fn arm_exit_actions(actions: Actions) {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_arm_exit_actions(actions.mask()) }
+}
+
+/// Counts `actions` as required on this CPU, and a return after foreign code if `foreign`.
+pub(crate) fn count_required(actions: Actions, foreign: bool) {
+    if !actions.is_empty() || foreign {
+        // SAFETY: No preconditions.
+        unsafe { bindings::asi_count_required(actions.mask(), foreign) }
+    }
+}
+
+/// A per-CPU counter of the actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ActionCounter {
+    /// How often the model required the action.
+    Required(Action),
+    /// How often the kernel executed it.
+    Executed(Action),
+    /// Returns to user mode.
+    Returns,
+    /// Returns to user mode of an mm other than the last one on the CPU.
+    MmSwitches,
+    /// Returns to user mode after code that may touch any mm's data ran in the sensitive space.
+    Foreign,
+}
+
+impl ActionCounter {
+    fn raw(self) -> i32 {
+        let n = Action::ALL.len() as i32;
+        match self {
+            ActionCounter::Required(a) => a.index() as i32,
+            ActionCounter::Executed(a) => n + a.index() as i32,
+            ActionCounter::Returns => 2 * n,
+            ActionCounter::MmSwitches => 2 * n + 1,
+            ActionCounter::Foreign => 2 * n + 2,
+        }
+    }
+}
+
+/// The counter `what` of `cpu`, `None` if that CPU is not possible.
+pub(crate) fn action_count(cpu: u32, what: ActionCounter) -> Option<u64> {
+    let mut count = 0;
+    // SAFETY: `count` is valid for writes; the function checks `cpu` and `what`.
+    unsafe { bindings::asi_action_count(cpu, what.raw(), &mut count) }.then_some(count)
+}
+
+/// Zeroes the action counters of all CPUs.
+pub(crate) fn reset_action_counts() {
+    // SAFETY: No preconditions.
+    unsafe { bindings::asi_reset_action_counts() }
+}
+
 /// Helpers of the KUnit suite: page allocations and mappings that the tests inspect.
 #[cfg(CONFIG_ASI_KUNIT_TEST)]
 pub(crate) mod test {
+    use crate::{actions::Site, policy::Actions};
     use kernel::bindings;
 
     /// Allocates `1 << order` pages for user data (`user`) or for the kernel, with interrupts
@@ -491,6 +644,101 @@ pub(crate) mod test {
     pub(crate) fn cpu() -> u32 {
         // SAFETY: No preconditions.
         unsafe { bindings::asi_test_cpu() }
+    }
+
+    /// Runs `f` on this CPU with interrupts disabled.
+    pub(crate) fn with_irqs_off(f: &mut dyn FnMut()) {
+        /// # Safety
+        ///
+        /// `arg` is the `&mut &mut dyn FnMut()` below.
+        unsafe extern "C" fn trampoline(arg: *mut kernel::ffi::c_void) -> i32 {
+            // SAFETY: `arg` is the `&mut &mut dyn FnMut()` passed below, alive for the call.
+            let f = unsafe { &mut *arg.cast::<&mut dyn FnMut()>() };
+            f();
+            0
+        }
+        let mut f = f;
+        let arg = core::ptr::from_mut::<&mut dyn FnMut()>(&mut f).cast();
+        // SAFETY: `trampoline` has the C signature and `arg` outlives the call.
+        unsafe { bindings::asi_test_irqs_off(Some(trampoline), arg) };
+    }
+
+    /// Runs the actions of `required` that `site` allows, as the kernel does there.
+    pub(crate) fn run_actions(required: Actions, site: Site) {
+        let raw = match site {
+            Site::Exit => bindings::asi_action_site_ASI_SITE_EXIT,
+            Site::Run => bindings::asi_action_site_ASI_SITE_RUN,
+        };
+        // SAFETY: No preconditions.
+        unsafe { bindings::asi_run_actions(required.mask(), raw) }
+    }
+
+    /// Most actions recorded at once.
+    pub(crate) const MAX_RECORDED: usize = 32;
+
+    /// Starts (`on`) or stops recording the actions this CPU is asked to run.
+    pub(crate) fn record_actions(on: bool) {
+        // SAFETY: No preconditions.
+        unsafe { bindings::asi_test_record_actions(on) }
+    }
+
+    /// The recorded `(site, required actions)` and how many were asked for in all.
+    pub(crate) fn recorded() -> ([(Site, Actions); MAX_RECORDED], usize) {
+        let mut masks = [0u8; MAX_RECORDED];
+        let mut sites = [0u8; MAX_RECORDED];
+        // SAFETY: Both arrays hold `MAX_RECORDED` bytes.
+        let n = unsafe {
+            bindings::asi_test_recorded(masks.as_mut_ptr(), sites.as_mut_ptr(), MAX_RECORDED as u32)
+        } as usize;
+        let mut out = [(Site::Exit, Actions::NONE); MAX_RECORDED];
+        for ((o, m), site) in out.iter_mut().zip(masks).zip(sites) {
+            let site = if u32::from(site) == bindings::asi_action_site_ASI_SITE_RUN {
+                Site::Run
+            } else {
+                Site::Exit
+            };
+            *o = (site, Actions::from_mask(m));
+        }
+        (out, n)
+    }
+
+    /// Enters the nonsensitive tables at `pgd` and exits, as the kernel does; `foreign` if the
+    /// code that exited may have touched any mm's data.
+    pub(crate) fn exit(pgd: u64, foreign: bool) {
+        // SAFETY: `pgd` comes from the caller's nonsensitive tables, which map all the code
+        // and data this runs.
+        unsafe { bindings::asi_test_exit(pgd, foreign) }
+    }
+
+    /// Returns to user mode of mm `mm` as far as the model is concerned, running its actions.
+    pub(crate) fn return_to_user(mm: u64) {
+        // SAFETY: No preconditions.
+        unsafe { bindings::asi_test_return_to_user(mm) }
+    }
+
+    /// The size of a saved model state, see [`policy_swap`].
+    pub(crate) const SAVED_POLICY_BYTES: usize = bindings::ASI_POLICY_STATE_BYTES as usize + 2;
+
+    /// Swaps this CPU's model state, armed actions and pending events with `saved`, so that a
+    /// test can use a state of its own. Interrupts must stay disabled until the state is
+    /// swapped back.
+    pub(crate) fn policy_swap(saved: &mut [u8; SAVED_POLICY_BYTES]) {
+        // SAFETY: `saved` has the size the function reads and writes.
+        unsafe { bindings::asi_test_policy_swap(saved.as_mut_ptr().cast()) }
+    }
+
+    /// A model state as the bytes [`policy_swap`] takes: `state`, nothing armed or pending.
+    pub(crate) fn saved_policy(state: crate::policy::CpuState) -> [u8; SAVED_POLICY_BYTES] {
+        let mut bytes = [0u8; SAVED_POLICY_BYTES];
+        // SAFETY: `bytes` is large enough (see the assertion on `ASI_POLICY_STATE_BYTES`);
+        // the write is unaligned-safe.
+        unsafe {
+            bytes
+                .as_mut_ptr()
+                .cast::<crate::policy::CpuState>()
+                .write_unaligned(state)
+        };
+        bytes
     }
 }
 

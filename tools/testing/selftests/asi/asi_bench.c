@@ -8,8 +8,8 @@
  *   bench <name> ops=<n> ns=<elapsed> <counter>=<delta> ...
  *
  * where the counters are those of /sys/kernel/debug/asi/stats and the
- * totals of /sys/kernel/debug/asi/transitions that move while the workload
- * runs (absent when the kernel has no ASI). The host
+ * totals of /sys/kernel/debug/asi/transitions and .../actions that move
+ * while the workload runs (absent when the kernel has no ASI). The host
  * side boots each ASI mode, runs this and compares the lines. Not a test:
  * it checks nothing but that each operation succeeds.
  */
@@ -30,7 +30,8 @@
 
 #define STATS		"/sys/kernel/debug/asi/stats"
 #define TRANSITIONS	"/sys/kernel/debug/asi/transitions"
-#define MAX_COUNTERS	24
+#define ACTIONS		"/sys/kernel/debug/asi/actions"
+#define MAX_COUNTERS	40
 
 struct counters {
 	int n;
@@ -43,7 +44,10 @@ static const char *const wanted[] = {
 	"user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
 	"tlb_flushes", "zeroed_pages", "refused_flips", "domains_created",
 	"enters", "exits_page_fault", "exits_switch_mm", "exits_cr3_read",
-	"exits_tlb_flush", "exits_nmi", "exits_other",
+	"exits_tlb_flush", "exits_nmi", "exits_other", "switches",
+	"required_ibpb", "required_rsb_fill", "required_l1d_flush", "required_verw",
+	"executed_ibpb", "executed_rsb_fill", "executed_l1d_flush", "executed_verw",
+	"returns_to_user", "mm_switches", "foreign_returns",
 };
 
 /* Append the wanted "key: N" counters of @path to @c. */
@@ -74,6 +78,7 @@ static void read_counters(struct counters *c)
 	c->n = 0;
 	read_file_counters(c, STATS);
 	read_file_counters(c, TRANSITIONS);
+	read_file_counters(c, ACTIONS);
 }
 
 static long long now_ns(void)

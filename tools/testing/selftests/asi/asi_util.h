@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers shared by the ASI selftests: reading the "key: N" files of
- * /sys/kernel/debug/asi and writing control files.
+ * /sys/kernel/debug/asi (totals and per CPU) and writing control files.
  */
 #ifndef ASI_UTIL_H
 #define ASI_UTIL_H
@@ -37,6 +37,34 @@ static inline long read_key(const char *path, const char *key)
 			val = strtol(line + klen + 1, NULL, 10);
 			break;
 		}
+	}
+	fclose(f);
+	return val;
+}
+
+/*
+ * Value for CPU @cpu of "key: total (cpu0=N cpu1=N ...)" in @path, -1 if the
+ * file, the key or the CPU is missing.
+ */
+static inline long read_cpu_key(const char *path, const char *key, int cpu)
+{
+	size_t klen = strlen(key);
+	char line[1024], item[32];
+	long val = -1;
+	char *p;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	snprintf(item, sizeof(item), "cpu%d=", cpu);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen) || line[klen] != ':')
+			continue;
+		p = strstr(line, item);
+		if (p && (p[-1] == '(' || p[-1] == ' '))
+			val = strtol(p + strlen(item), NULL, 10);
+		break;
 	}
 	fclose(f);
 	return val;
