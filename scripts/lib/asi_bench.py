@@ -44,12 +44,12 @@ def print_actions(runs, names):
     """The mitigation actions per op of the first boot that counted them.
 
     ASI's required and executed actions are compared with what the always-on
-    mitigations they replace would run for the same work: an IBPB and RSB fill
-    on every kernel entry from user mode (retbleed=ibpb,
-    spec_rstack_overflow=ibpb: as many as returns to user mode), an IBPB on
-    every switch to another process (spectre_v2_user=on), and an L1D flush
-    and VERW on every return to user mode (mds=full with the L1D flushed on
-    every return).
+    mitigations they replace would run for the same work: an IBPB on every
+    kernel entry from user mode (retbleed=ibpb, spec_rstack_overflow=ibpb: as
+    many as returns to user mode) for ASI's IBPBs in all; an IBPB on every
+    switch to another process (spectre_v2_user=on) for ASI's IBPBs before
+    user code; an L1D flush on every return to user mode for ASI's L1D
+    flushes (VERW likewise, with mds=full).
     """
     for mode, res in runs:
         if not any("returns_to_user" in r for r in res.values()):
@@ -60,9 +60,10 @@ def print_actions(runs, names):
         head = f"{'workload':<18}"
         for a in ACTIONS:
             head += f" {a + ' req/exe':>19}"
-        head += f" {'returns':>9} {'mmswitch':>9} {'ctl ratio':>10} {'data ratio':>10}"
+        head += (f" {'ibpb@user':>9} {'returns':>9} {'mmswitch':>9}"
+                 f" {'entry/ibpb':>10} {'switch/ibpb@user':>16} {'returns/l1d':>11}")
         print(head)
-        total = {"returns": 0, "ctl": 0, "data": 0}
+        total = {"returns": 0, "ibpb": 0, "ibpb_user": 0, "switches": 0, "l1d": 0}
         for name in names:
             r = res.get(name)
             if not r:
@@ -73,23 +74,29 @@ def print_actions(runs, names):
                 req = per_op(r.get("required_" + a, 0), ops)
                 exe = per_op(r.get("executed_" + a, 0), ops)
                 row += f" {req:>9.3f}/{exe:<9.3f}"
-            returns = r.get("returns_to_user", 0)
-            ctl = r.get("required_ibpb", 0)
-            data = r.get("required_l1d_flush", 0)
-            total["returns"] += returns
-            total["ctl"] += ctl
-            total["data"] += data
-            row += f" {per_op(returns, ops):>9.3f} {per_op(r.get('mm_switches', 0), ops):>9.3f}"
-            row += f" {ratio(returns, ctl):>10} {ratio(returns, data):>10}"
+            cur = {"returns": r.get("returns_to_user", 0), "ibpb": r.get("required_ibpb", 0),
+                   "ibpb_user": r.get("required_before_user_ibpb", 0),
+                   "switches": r.get("mm_switches", 0), "l1d": r.get("required_l1d_flush", 0)}
+            for k, v in cur.items():
+                total[k] += v
+            row += (f" {per_op(cur['ibpb_user'], ops):>9.3f} {per_op(cur['returns'], ops):>9.3f}"
+                    f" {per_op(cur['switches'], ops):>9.3f} {ratio(cur['returns'], cur['ibpb']):>10}"
+                    f" {ratio(cur['switches'], cur['ibpb_user']):>16}"
+                    f" {ratio(cur['returns'], cur['l1d']):>11}")
             print(row)
         print(f"{'all workloads':<18}" + " " * 80 +
-              f" {total['returns']:>9} {'':>9} {ratio(total['returns'], total['ctl']):>10}"
-              f" {ratio(total['returns'], total['data']):>10}")
-        print("ctl ratio: IBPBs of always-on IBPB on kernel entry (one per return to user "
-              "mode) per IBPB ASI requires; data ratio: L1D flushes of a flush on every "
-              "return to user mode per L1D flush ASI requires. The IBPB on every mm switch "
-              "of spectre_v2_user=on is the mmswitch column. Executed is lower than "
-              "required where the CPU lacks the action (TCG: ibpb, verw) or it is disabled.")
+              f" {total['ibpb_user']:>9} {total['returns']:>9} {total['switches']:>9}"
+              f" {ratio(total['returns'], total['ibpb']):>10}"
+              f" {ratio(total['switches'], total['ibpb_user']):>16}"
+              f" {ratio(total['returns'], total['l1d']):>11}")
+        print("ibpb@user: IBPBs required before user code (another process's training), the "
+              "rest at exits (user training before the full address space). entry/ibpb: IBPBs "
+              "of an IBPB on every kernel entry per IBPB ASI requires; switch/ibpb@user: IBPBs "
+              "of spectre_v2_user=on (one per switch to another process) per IBPB ASI requires "
+              "before user code; returns/l1d: L1D flushes of a flush on every return to user "
+              "mode per L1D flush ASI requires (VERW alike). The totals row counts events. "
+              "Executed is lower than required where the CPU lacks the action (TCG: ibpb, "
+              "verw) or it is disabled.")
         return
 
 

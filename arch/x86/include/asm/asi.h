@@ -253,7 +253,7 @@ void *asi_policy_state(int cpu);
 void asi_policy_ready(void);
 u8 asi_take_pending(void);
 void asi_arm_exit_actions(u8 mask);
-void asi_count_required(u8 mask, bool foreign);
+void asi_count_required(u8 mask, enum asi_action_site site, bool foreign);
 bool asi_action_count(unsigned int cpu, int what, u64 *count);
 void asi_reset_action_counts(void);
 void asi_run_actions(u8 required, enum asi_action_site site);

@@ -59,6 +59,7 @@ struct asi_policy_cpu {
 	u64	state[ASI_POLICY_STATE_BYTES / sizeof(u64)];
 	u64	last_mm;	/* mm of the last return to user seen by the model */
 	u64	required[ASI_NR_ACTIONS];
+	u64	required_run[ASI_NR_ACTIONS];	/* of those, before user code */
 	u64	executed[ASI_NR_ACTIONS];
 	u64	returns;	/* returns to user mode */
 	u64	mm_switches;	/* returns to user mode of another mm than the last */
@@ -303,37 +304,44 @@ void asi_arm_exit_actions(u8 mask)
 	this_cpu_write(asi_policy_cpu.exit_actions, mask);
 }
 
-void asi_count_required(u8 mask, bool foreign)
+void asi_count_required(u8 mask, enum asi_action_site site, bool foreign)
 {
 	int a;
 
 	if (foreign)
 		this_cpu_inc(asi_policy_cpu.foreign);
-	for (a = 0; a < ASI_NR_ACTIONS; a++)
-		if (mask & BIT(a))
-			this_cpu_inc(asi_policy_cpu.required[a]);
+	for (a = 0; a < ASI_NR_ACTIONS; a++) {
+		if (!(mask & BIT(a)))
+			continue;
+		this_cpu_inc(asi_policy_cpu.required[a]);
+		if (site == ASI_SITE_RUN)
+			this_cpu_inc(asi_policy_cpu.required_run[a]);
+	}
 }
 
 /*
- * Counter @what of possible CPU @cpu: required (0 to 3) and executed (4 to
- * 7) per action, returns to user (8), mm switches among them (9), returns
- * after foreign code (10). False if there is no such CPU or counter.
+ * Counter @what of possible CPU @cpu: required (0 to 3), executed (4 to 7)
+ * and required before user code (8 to 11) per action, returns to user
+ * (12), mm switches among them (13), returns after foreign code (14).
+ * False if there is no such CPU or counter.
  */
 bool asi_action_count(unsigned int cpu, int what, u64 *count)
 {
 	struct asi_policy_cpu *p;
 
 	if (cpu >= nr_cpu_ids || !cpu_possible(cpu) || what < 0 ||
-	    what >= 2 * ASI_NR_ACTIONS + 3)
+	    what >= 3 * ASI_NR_ACTIONS + 3)
 		return false;
 	p = per_cpu_ptr(&asi_policy_cpu, cpu);
 	if (what < ASI_NR_ACTIONS)
 		*count = READ_ONCE(p->required[what]);
 	else if (what < 2 * ASI_NR_ACTIONS)
 		*count = READ_ONCE(p->executed[what - ASI_NR_ACTIONS]);
-	else if (what == 2 * ASI_NR_ACTIONS)
+	else if (what < 3 * ASI_NR_ACTIONS)
+		*count = READ_ONCE(p->required_run[what - 2 * ASI_NR_ACTIONS]);
+	else if (what == 3 * ASI_NR_ACTIONS)
 		*count = READ_ONCE(p->returns);
-	else if (what == 2 * ASI_NR_ACTIONS + 1)
+	else if (what == 3 * ASI_NR_ACTIONS + 1)
 		*count = READ_ONCE(p->mm_switches);
 	else
 		*count = READ_ONCE(p->foreign);
@@ -351,6 +359,7 @@ void asi_reset_action_counts(void)
 
 		for (a = 0; a < ASI_NR_ACTIONS; a++) {
 			WRITE_ONCE(p->required[a], 0);
+			WRITE_ONCE(p->required_run[a], 0);
 			WRITE_ONCE(p->executed[a], 0);
 		}
 		WRITE_ONCE(p->returns, 0);

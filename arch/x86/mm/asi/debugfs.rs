@@ -78,6 +78,7 @@ fn write_transitions(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result 
 /// The counter names of the `actions` file, without the action's name.
 const REQUIRED: &str = "required_";
 const EXECUTED: &str = "executed_";
+const REQUIRED_RUN: &str = "required_before_user_";
 
 /// Writes the `actions` file.
 fn write_actions(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
@@ -91,6 +92,7 @@ fn write_actions(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
             ActionCounter::Required as fn(Action) -> ActionCounter,
         ),
         (EXECUTED, ActionCounter::Executed),
+        (REQUIRED_RUN, ActionCounter::RequiredRun),
     ] {
         for a in Action::ALL {
             let mut name = [0u8; 32];

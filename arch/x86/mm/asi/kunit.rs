@@ -610,11 +610,12 @@ mod tests {
     /// Returns to user mode in one sequence of [`actions_follow_the_model`].
     const RETURNS: usize = 4;
 
-    /// This CPU's counters of `action`: (required, executed).
-    fn action_counts(cpu: u32, action: Action) -> (u64, u64) {
+    /// This CPU's counters of `action`: (required, executed, required before user code).
+    fn action_counts(cpu: u32, action: Action) -> (u64, u64, u64) {
         (
             sys::action_count(cpu, ActionCounter::Required(action)).unwrap_or(0),
             sys::action_count(cpu, ActionCounter::Executed(action)).unwrap_or(0),
+            sys::action_count(cpu, ActionCounter::RequiredRun(action)).unwrap_or(0),
         )
     }
 
@@ -663,10 +664,16 @@ mod tests {
         };
         let mut required = [0u64; 4];
         let mut executed = [0u64; 4];
+        let mut required_run = [0u64; 4];
         let mut count = |site: Site, actions: Actions| {
             for a in actions.iter() {
                 if let Some(r) = required.get_mut(a.index()) {
                     *r += 1;
+                }
+                if site == Site::Run {
+                    if let Some(r) = required_run.get_mut(a.index()) {
+                        *r += 1;
+                    }
                 }
                 if setup.at(site).contains(a) {
                     if let Some(e) = executed.get_mut(a.index()) {
@@ -707,10 +714,14 @@ mod tests {
             let (Some(b), Some(f)) = (before.get(i), after.get(i)) else {
                 return false;
             };
-            let (Some(r), Some(e)) = (required.get(i), executed.get(i)) else {
+            let (Some(r), Some(e), Some(rr)) =
+                (required.get(i), executed.get(i), required_run.get(i))
+            else {
                 return false;
             };
-            f.0.wrapping_sub(b.0) == *r && f.1.wrapping_sub(b.1) == *e
+            f.0.wrapping_sub(b.0) == *r
+                && f.1.wrapping_sub(b.1) == *e
+                && f.2.wrapping_sub(b.2) == *rr
         });
         let ok = n == len && recorded.get(..n) == expected.get(..len) && counters_ok;
         if !ok && verbose {

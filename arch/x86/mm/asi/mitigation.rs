@@ -92,11 +92,12 @@ pub(crate) unsafe fn return_to_user(ctx_id: u64) -> Actions {
     let pending = sys::take_pending();
     // SAFETY: As guaranteed by the caller.
     let ret = unsafe { sys::with_this_cpu_policy(|s| s.return_to_user(pending, MmId(ctx_id))) };
-    let mut foreign = pending.foreign;
-    for required in ret.required() {
-        sys::count_required(required, foreign);
-        foreign = false;
-    }
+    sys::count_required(
+        ret.at_exit.union(ret.at_foreign),
+        Site::Exit,
+        pending.foreign,
+    );
+    sys::count_required(ret.at_run, Site::Run, false);
     sys::arm_exit_actions(ret.next_exit);
     ret.at_run
 }

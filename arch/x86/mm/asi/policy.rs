@@ -714,7 +714,8 @@ pub(crate) struct Return {
 }
 
 impl Return {
-    /// Every action required by the return, for the counters.
+    /// Every action required by the return.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests use it"))]
     pub(crate) fn required(&self) -> [Actions; 3] {
         [self.at_exit, self.at_foreign, self.at_run]
     }

@@ -338,12 +338,8 @@ pub(crate) fn mitigations_off() -> bool {
 
 /// Whether the attack vector that the actions at `site` guard against is mitigated.
 pub(crate) fn vector_mitigated(site: Site) -> bool {
-    let raw = match site {
-        Site::Exit => bindings::asi_action_site_ASI_SITE_EXIT,
-        Site::Run => bindings::asi_action_site_ASI_SITE_RUN,
-    };
     // SAFETY: No preconditions.
-    unsafe { bindings::asi_vector_mitigated(raw) }
+    unsafe { bindings::asi_vector_mitigated(raw_site(site)) }
 }
 
 /// The value of `asi_actions=`, `None` if it was not given.
@@ -417,11 +413,20 @@ pub(crate) fn arm_exit_actions(actions: Actions) {
     unsafe { bindings::asi_arm_exit_actions(actions.mask()) }
 }
 
-/// Counts `actions` as required on this CPU, and a return after foreign code if `foreign`.
-pub(crate) fn count_required(actions: Actions, foreign: bool) {
+/// Counts `actions` as required on this CPU at `site`, and a return after foreign code if
+/// `foreign`.
+pub(crate) fn count_required(actions: Actions, site: Site, foreign: bool) {
     if !actions.is_empty() || foreign {
         // SAFETY: No preconditions.
-        unsafe { bindings::asi_count_required(actions.mask(), foreign) }
+        unsafe { bindings::asi_count_required(actions.mask(), raw_site(site), foreign) }
+    }
+}
+
+/// The C value of `site`.
+fn raw_site(site: Site) -> bindings::asi_action_site {
+    match site {
+        Site::Exit => bindings::asi_action_site_ASI_SITE_EXIT,
+        Site::Run => bindings::asi_action_site_ASI_SITE_RUN,
     }
 }
 
@@ -432,6 +437,8 @@ pub(crate) enum ActionCounter {
     Required(Action),
     /// How often the kernel executed it.
     Executed(Action),
+    /// How often the model required it before user code, rather than at an exit.
+    RequiredRun(Action),
     /// Returns to user mode.
     Returns,
     /// Returns to user mode of an mm other than the last one on the CPU.
@@ -446,9 +453,10 @@ impl ActionCounter {
         match self {
             ActionCounter::Required(a) => a.index() as i32,
             ActionCounter::Executed(a) => n + a.index() as i32,
-            ActionCounter::Returns => 2 * n,
-            ActionCounter::MmSwitches => 2 * n + 1,
-            ActionCounter::Foreign => 2 * n + 2,
+            ActionCounter::RequiredRun(a) => 2 * n + a.index() as i32,
+            ActionCounter::Returns => 3 * n,
+            ActionCounter::MmSwitches => 3 * n + 1,
+            ActionCounter::Foreign => 3 * n + 2,
         }
     }
 }

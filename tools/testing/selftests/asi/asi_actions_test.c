@@ -51,6 +51,7 @@ static const char *const action_names[] = { "ibpb", "rsb_fill", "l1d_flush", "ve
 struct counts {
 	long required[NR_ACTIONS];
 	long executed[NR_ACTIONS];
+	long before_user[NR_ACTIONS];	/* of required, before user code */
 	long returns, switches, foreign, exits;
 };
 
@@ -69,6 +70,8 @@ static void read_counts(int cpu, struct counts *c)
 		c->required[a] = read_cpu_key(ACTIONS, key, cpu);
 		snprintf(key, sizeof(key), "executed_%s", action_names[a]);
 		c->executed[a] = read_cpu_key(ACTIONS, key, cpu);
+		snprintf(key, sizeof(key), "required_before_user_%s", action_names[a]);
+		c->before_user[a] = read_cpu_key(ACTIONS, key, cpu);
 	}
 	c->returns = read_cpu_key(ACTIONS, "returns_to_user", cpu);
 	c->switches = read_cpu_key(ACTIONS, "mm_switches", cpu);
@@ -85,6 +88,7 @@ static void delta(struct counts *d, const struct counts *a, const struct counts 
 	for (i = 0; i < NR_ACTIONS; i++) {
 		d->required[i] = b->required[i] - a->required[i];
 		d->executed[i] = b->executed[i] - a->executed[i];
+		d->before_user[i] = b->before_user[i] - a->before_user[i];
 	}
 	d->returns = b->returns - a->returns;
 	d->switches = b->switches - a->switches;
@@ -96,10 +100,12 @@ static void log_counts(struct __test_metadata *_metadata, const char *what,
 		       const struct counts *d)
 {
 	TH_LOG("%s: %ld returns, %ld mm switches, %ld foreign, %ld exits; "
-	       "required/executed ibpb %ld/%ld rsb_fill %ld/%ld l1d_flush %ld/%ld verw %ld/%ld",
+	       "required/executed ibpb %ld/%ld rsb_fill %ld/%ld l1d_flush %ld/%ld verw %ld/%ld; "
+	       "ibpb before user code %ld",
 	       what, d->returns, d->switches, d->foreign, d->exits,
 	       d->required[0], d->executed[0], d->required[1], d->executed[1],
-	       d->required[2], d->executed[2], d->required[3], d->executed[3]);
+	       d->required[2], d->executed[2], d->required[3], d->executed[3],
+	       d->before_user[0]);
 }
 
 /* Pin to the current CPU and return it. */
@@ -207,6 +213,7 @@ TEST(own_data_exits_require_control_but_no_data_flushes)
 	/* Each read exits after user code ran: the training goes first. */
 	EXPECT_GE(d.required[0], 2000);
 	EXPECT_EQ(d.required[0], d.required[1]);
+	EXPECT_LE(d.before_user[0], d.switches);
 	/* Its own data stays: data flushes only after others ran. */
 	EXPECT_LE(d.required[2], d.switches + d.foreign);
 	EXPECT_EQ(d.required[2], d.required[3]);
@@ -261,6 +268,8 @@ TEST(pipe_ping_pong_flushes_when_the_mm_changes)
 	 */
 	EXPECT_LE(d.required[0], d.exits + d.switches);
 	EXPECT_LT(d.required[0], d.returns);
+	/* Before user code, only for another process's training. */
+	EXPECT_LE(d.before_user[0], d.switches);
 	/*
 	 * The kernel copied the other process's data in the full space: it
 	 * goes before each switch back, but not after exits of one's own.
@@ -326,8 +335,12 @@ TEST(futex_ping_pong_flushes_control_only_when_the_mm_changes)
 	delta(&d, &a, &b);
 	log_counts(_metadata, "1,000 futex round trips", &d);
 	EXPECT_GE(d.switches, 2000);
-	/* Each switch to the other process: its training goes, once. */
-	EXPECT_GE(d.required[0], d.switches - d.exits - 10);
+	/*
+	 * Each switch to the other process: its training goes, once, before
+	 * user code (or at an exit in between, if there was one).
+	 */
+	EXPECT_GE(d.before_user[0], d.switches - d.exits - 10);
+	EXPECT_LE(d.before_user[0], d.switches);
 	EXPECT_LE(d.required[0], d.switches + d.exits);
 	/*
 	 * No process's data was touched in the full space. An exit or

@@ -13,8 +13,11 @@
  * side boots each ASI mode, runs this and compares the lines. Not a test:
  * it checks nothing but that each operation succeeds.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,8 @@ static const char *const wanted[] = {
 	"exits_tlb_flush", "exits_nmi", "exits_other", "switches",
 	"required_ibpb", "required_rsb_fill", "required_l1d_flush", "required_verw",
 	"executed_ibpb", "executed_rsb_fill", "executed_l1d_flush", "executed_verw",
+	"required_before_user_ibpb", "required_before_user_rsb_fill",
+	"required_before_user_l1d_flush", "required_before_user_verw",
 	"returns_to_user", "mm_switches", "foreign_returns",
 };
 
@@ -308,6 +313,69 @@ static void stop_thread(void)
 	close(tpong[1]);
 }
 
+/*
+ * Two processes on one CPU hand a turn back and forth through a futex in
+ * shared memory: a switch between processes per half round trip, and no
+ * user data touched by the kernel.
+ */
+static int *futex_turn;
+static pid_t futex_pid;
+static cpu_set_t futex_saved_cpus;
+
+static void futex_op(int *word, int op, int val)
+{
+	syscall(SYS_futex, word, op, val, NULL, NULL, 0);
+}
+
+static void start_futex(void)
+{
+	cpu_set_t one;
+
+	futex_turn = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (futex_turn == MAP_FAILED)
+		die("mmap");
+	*futex_turn = 0;
+	if (sched_getaffinity(0, sizeof(futex_saved_cpus), &futex_saved_cpus))
+		die("sched_getaffinity");
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	if (sched_setaffinity(0, sizeof(one), &one))
+		die("sched_setaffinity");
+	futex_pid = fork();
+	if (futex_pid < 0)
+		die("fork");
+	if (!futex_pid) {
+		for (;;) {
+			int t;
+
+			while ((t = __atomic_load_n(futex_turn, __ATOMIC_ACQUIRE)) == 0)
+				futex_op(futex_turn, FUTEX_WAIT, 0);
+			if (t == 2)
+				_exit(0);
+			__atomic_store_n(futex_turn, 0, __ATOMIC_RELEASE);
+			futex_op(futex_turn, FUTEX_WAKE, 1);
+		}
+	}
+}
+
+static void op_futex(long i)
+{
+	__atomic_store_n(futex_turn, 1, __ATOMIC_RELEASE);
+	futex_op(futex_turn, FUTEX_WAKE, 1);
+	while (__atomic_load_n(futex_turn, __ATOMIC_ACQUIRE) == 1)
+		futex_op(futex_turn, FUTEX_WAIT, 1);
+}
+
+static void stop_futex(void)
+{
+	__atomic_store_n(futex_turn, 2, __ATOMIC_RELEASE);
+	futex_op(futex_turn, FUTEX_WAKE, 1);
+	waitpid(futex_pid, NULL, 0);
+	munmap(futex_turn, 4096);
+	sched_setaffinity(0, sizeof(futex_saved_cpus), &futex_saved_cpus);
+}
+
 static const struct workload workloads[] = {
 	{ "getpid",		100000,	op_getpid },
 	{ "devzero_read_4k",	20000,	op_devzero,	open_zero,	close_fds },
@@ -316,6 +384,7 @@ static const struct workload workloads[] = {
 	{ "tmpfs_write_4k",	20000,	op_tmpfs_write,	open_tmpfile,	close_fds },
 	{ "pipe_pingpong",	5000,	op_pipe,	start_echo,	stop_echo },
 	{ "thread_switch",	5000,	op_thread_switch, start_thread,	stop_thread },
+	{ "futex_pingpong",	5000,	op_futex,	start_futex,	stop_futex },
 	{ "fork_exit",		300,	op_fork_exit },
 	{ "fork_exec",		200,	op_fork_exec },
 	{ "mmap_touch_1m",	300,	op_mmap_touch },
