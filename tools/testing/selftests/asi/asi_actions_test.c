@@ -20,6 +20,8 @@
  *   between them stay in the nonsensitive space, and the only actions due
  *   are control flushes, one per switch to the other process.
  * - Every action required where it is enabled is executed there.
+ * - The vulnerabilities files name ASI only where its IBPB replaces the
+ *   IBPB on context switch (spectre_v2).
  * - Whatever the CPU cannot do (TCG: IBPB, VERW) is required but never
  *   executed; nothing is executed more often than required (but for the
  *   exit not yet caught up on and NMIs that left).
@@ -402,6 +404,48 @@ TEST(futex_ping_pong_flushes_control_only_when_the_mm_changes)
 	 */
 	EXPECT_LE(d.required[2], d.exits + d.foreign + 2);
 	EXPECT_LT(d.exits, d.switches / 10);
+}
+
+/*
+ * The vulnerabilities files name ASI only where it mitigates: in the
+ * spectre_v2 file, where its IBPB runs at exits and before user code and
+ * so replaces the IBPB on context switch, and nowhere else.
+ */
+TEST(vulnerabilities_name_asi_only_where_it_mitigates)
+{
+	const char *dir = "/sys/devices/system/cpu/vulnerabilities/";
+	bool ibpb_replaced, named_in_v2 = false;
+	static const char *const files[] = {
+		"gather_data_sampling", "itlb_multihit", "l1tf", "mds", "meltdown",
+		"mmio_stale_data", "reg_file_data_sampling", "retbleed",
+		"spec_rstack_overflow", "spec_store_bypass", "spectre_v1",
+		"spectre_v2", "srbds", "tsx_async_abort", "vmscape",
+		"indirect_target_selection", "tsa", "old_microcode",
+	};
+	char path[128], text[512];
+	size_t i;
+	FILE *f;
+
+	SKIP_IF_NO_ASI();
+	ASSERT_EQ(0, read_sites());
+	ibpb_replaced = at_exits[0] && before_user[0];
+	for (i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(path, sizeof(path), "%s%s", dir, files[i]);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(text, sizeof(text), f))
+			text[0] = 0;
+		fclose(f);
+		if (!strcmp(files[i], "spectre_v2")) {
+			named_in_v2 = strstr(text, "IBPB: ASI");
+			TH_LOG("spectre_v2: %s", strtok(text, "\n"));
+			continue;
+		}
+		EXPECT_EQ(NULL, strstr(text, "ASI")) TH_LOG("%s: %s", files[i], text);
+	}
+	/* spectre_v2 says "IBPB: ASI" exactly when ASI's IBPB replaces it. */
+	EXPECT_EQ(ibpb_replaced, named_in_v2);
 }
 
 /* Run last: the counters since the reset of the first test. */
