@@ -140,25 +140,14 @@ impl kernel::fmt::Display for LineWithTotal<'_> {
     }
 }
 
-/// A write to the `transitions` file: `0` resets the counters, anything else is `EINVAL`.
-fn reset_transitions(reader: &mut UserSliceReader) -> Result {
+/// A write to a file of counters: `0` calls `reset`, anything else is `EINVAL`.
+fn reset_on_zero(reader: &mut UserSliceReader, reset: fn()) -> Result {
     let mut buf = [0u8; 8];
     let len = reader.len();
     let input = buf.get_mut(..len).ok_or(EINVAL)?;
     reader.read_slice(input)?;
     stats::parse_reset(input).map_err(|()| EINVAL)?;
-    sys::reset_transition_counts();
-    Ok(())
-}
-
-/// A write to the `actions` file: `0` resets the counters, anything else is `EINVAL`.
-fn reset_actions(reader: &mut UserSliceReader) -> Result {
-    let mut buf = [0u8; 8];
-    let len = reader.len();
-    let input = buf.get_mut(..len).ok_or(EINVAL)?;
-    reader.read_slice(input)?;
-    stats::parse_reset(input).map_err(|()| EINVAL)?;
-    sys::reset_action_counts();
+    reset();
     Ok(())
 }
 
@@ -191,7 +180,7 @@ pub(crate) fn init() -> Result {
             c"transitions",
             (),
             &|(): &(), f| write_transitions(f),
-            &|(): &(), r| reset_transitions(r),
+            &|(): &(), r| reset_on_zero(r, sys::reset_transition_counts),
         ),
         GFP_KERNEL,
     )?;
@@ -200,7 +189,7 @@ pub(crate) fn init() -> Result {
             c"actions",
             (),
             &|(): &(), f| write_actions(f),
-            &|(): &(), r| reset_actions(r),
+            &|(): &(), r| reset_on_zero(r, sys::reset_action_counts),
         ),
         GFP_KERNEL,
     )?;

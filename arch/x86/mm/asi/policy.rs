@@ -1325,64 +1325,17 @@ mod tests {
 
     /// What the kernel sees between two returns to user mode: an exit or not, foreign code
     /// or not, the mm of the return.
-    const BETWEEN: [(Pending, MmId); 8] = [
-        (
-            Pending {
-                exit: false,
-                foreign: false,
-            },
-            A,
-        ),
-        (
-            Pending {
-                exit: true,
-                foreign: false,
-            },
-            A,
-        ),
-        (
-            Pending {
-                exit: false,
-                foreign: true,
-            },
-            A,
-        ),
-        (
-            Pending {
-                exit: true,
-                foreign: true,
-            },
-            A,
-        ),
-        (
-            Pending {
-                exit: false,
-                foreign: false,
-            },
-            B,
-        ),
-        (
-            Pending {
-                exit: true,
-                foreign: false,
-            },
-            B,
-        ),
-        (
-            Pending {
-                exit: false,
-                foreign: true,
-            },
-            B,
-        ),
-        (
-            Pending {
-                exit: true,
-                foreign: true,
-            },
-            B,
-        ),
-    ];
+    fn between() -> Vec<(Pending, MmId)> {
+        let mut all = Vec::new();
+        for mm in [A, B] {
+            for exit in [false, true] {
+                for foreign in [false, true] {
+                    all.push((Pending { exit, foreign }, mm));
+                }
+            }
+        }
+        all
+    }
 
     /// The eager events of what the kernel saw: the exit, the foreign code (after the exit, in
     /// the space the exit left), the switch to `mm` if it is another one, then the return.
@@ -1401,7 +1354,7 @@ mod tests {
         events
     }
 
-    /// Every sequence of up to four returns to user mode, each after one of [`BETWEEN`]:
+    /// Every sequence of up to four returns to user mode, each after one of [`between`]:
     /// driving the model lazily gives the eager steps' actions and state, the armed exit
     /// actions are those the eager exit requires, and the invariants hold.
     #[test]
@@ -1411,7 +1364,7 @@ mod tests {
             if depth == 0 {
                 return;
             }
-            for (pending, mm) in BETWEEN {
+            for (pending, mm) in between() {
                 let mut lazy_next = lazy;
                 let ret = lazy_next.return_to_user(pending, mm);
                 let mut eager_cpu = lazy;
