@@ -24,3 +24,6 @@ mod policy;
 mod stats;
 #[path = "../arch/x86/mm/asi/status.rs"]
 mod status;
+/// A host model of the x86 TLB driven by tlb.c's flush algorithm and ASI's CR3 switches.
+#[cfg(test)]
+mod tlbmodel;

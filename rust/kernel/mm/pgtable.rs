@@ -12,6 +12,10 @@
 //! - the way table pages are reached, [`TableMemory`]: through the kernel's direct map in the
 //!   kernel, through plain memory in tests.
 //!
+//! Nothing here can tell a page-table page from any other physical address, so reaching a table
+//! is `unsafe`: an implementation of [`TableMemory`] promises which addresses are its tables, and
+//! the callers of [`walk`] and [`translate`] promise that the tree they name is made of them.
+//!
 //! It uses only `core`, so code built on it can also be unit-tested on the build host.
 //!
 //! # Examples
@@ -46,14 +50,16 @@
 //! // A few entries of a few tables, all others zero: (table, index, value).
 //! struct Tables([(u64, usize, u64); 3]);
 //!
-//! impl TableMemory for Tables {
-//!     fn read(&self, table: u64, index: usize) -> u64 {
+//! // SAFETY: `read` and `write` dereference no address, so every address is a table of
+//! // `Tables`, with the listed entries and zero elsewhere. `alloc_table` returns none.
+//! unsafe impl TableMemory for Tables {
+//!     unsafe fn read(&self, table: u64, index: usize) -> u64 {
 //!         self.0
 //!             .iter()
 //!             .find(|e| e.0 == table && e.1 == index)
 //!             .map_or(0, |e| e.2)
 //!     }
-//!     fn write(&mut self, _table: u64, _index: usize, _value: u64) {}
+//!     unsafe fn write(&mut self, _table: u64, _index: usize, _value: u64) {}
 //!     fn alloc_table(&mut self) -> Option<u64> {
 //!         None
 //!     }
@@ -63,12 +69,16 @@
 //! // 0x5000; its entry 2 is a 2 MiB leaf at 0x40_0000.
 //! let t = Tables([(0, 1, 0x1000 | 1), (0x1000, 3, 0x5000 | 1), (0, 2, 0x40_0000 | 3)]);
 //!
-//! let leaf = translate(&t, Toy, 0, (1 << 21) | (3 << 12) | 0x123);
+//! // SAFETY: Every address is a table of `t`, so the table at 0 is the top of a tree of it,
+//! // and `t` does not change.
+//! let leaf = unsafe { translate(&t, Toy, 0, (1 << 21) | (3 << 12) | 0x123) };
 //! assert_eq!(leaf.map(|l| (l.level, l.frame)), Some((Level::PTE, 0x5000)));
-//! assert_eq!(translate(&t, Toy, 0, 4 << 21), None);
+//! // SAFETY: As above.
+//! assert_eq!(unsafe { translate(&t, Toy, 0, 4 << 21) }, None);
 //!
 //! let mut leaves = 0;
-//! let stats = walk(&t, Toy, 0, 0..ENTRIES, &mut |_| leaves += 1, &mut |_| {});
+//! // SAFETY: As above.
+//! let stats = unsafe { walk(&t, Toy, 0, 0..ENTRIES, &mut |_| leaves += 1, &mut |_| {}) };
 //! assert_eq!((leaves, stats.tables), (2, 1));
 //! ```
 
@@ -171,11 +181,37 @@ pub trait Format: Copy {
 }
 
 /// Access to page-table pages by physical address.
-pub trait TableMemory {
+///
+/// The physical addresses that an implementation can reach are its *tables*: each address
+/// [`alloc_table`](TableMemory::alloc_table) returned, until it is freed the way the
+/// implementation documents, and the addresses the implementation's documentation names.
+///
+/// In a [`Format`], a table is the *top of a tree* at a level if the level is [`Level::PTE`],
+/// or if [`next_table`] of each of its entries is either `None` or the top of a tree at the
+/// level below. [`walk`] and [`translate`] follow such trees; their callers vouch for them.
+///
+/// # Safety
+///
+/// Implementors guarantee that [`read`](TableMemory::read) and [`write`](TableMemory::write)
+/// are sound for every table of the memory and every `index` (an `index` of [`ENTRIES`] or more
+/// may panic, or be taken modulo [`ENTRIES`]), and that [`alloc_table`](TableMemory::alloc_table)
+/// returns only tables whose entries are all zero.
+pub unsafe trait TableMemory {
     /// Reads entry `index` of the table at physical address `table`.
-    fn read(&self, table: u64, index: usize) -> u64;
+    ///
+    /// # Safety
+    ///
+    /// `table` is a table of this memory.
+    unsafe fn read(&self, table: u64, index: usize) -> u64;
+
     /// Writes entry `index` of the table at physical address `table`.
-    fn write(&mut self, table: u64, index: usize, value: u64);
+    ///
+    /// # Safety
+    ///
+    /// `table` is a table of this memory that no CPU translates addresses through, so that the
+    /// write changes no mapping in use.
+    unsafe fn write(&mut self, table: u64, index: usize, value: u64);
+
     /// A new zeroed table; its physical address. `None` if memory ran out.
     fn alloc_table(&mut self) -> Option<u64>;
 }
@@ -216,9 +252,15 @@ pub struct WalkStats {
 /// Visits every present leaf below the top-level entries `indices` of the tree at `top`
 /// (`leaf`), and every table below the top level (`table` gets its physical address).
 ///
-/// The walk does not lock anything: the caller keeps the tables from being freed, or accepts
-/// reading entries that change under it, as debugging tools do.
-pub fn walk<M: TableMemory, F: Format>(
+/// The walk does not lock anything: entries that change under it are read either before or
+/// after the change, as debugging tools do.
+///
+/// # Safety
+///
+/// `top` is the top of a tree of `mem` in `format` at `format.top()` (see [`TableMemory`]), and
+/// stays one until the walk returns: none of its tables is freed, and an entry that changes
+/// meanwhile still points to such a tree if it points to a table.
+pub unsafe fn walk<M: TableMemory, F: Format>(
     mem: &M,
     format: F,
     top: u64,
@@ -234,9 +276,20 @@ pub fn walk<M: TableMemory, F: Format>(
         table: &'a mut T,
     }
     impl<M: TableMemory, F: Format, L: FnMut(Leaf), T: FnMut(u64)> Walker<'_, M, F, L, T> {
-        fn walk(&mut self, level: Level, t: u64, base: u64, indices: core::ops::Range<usize>) {
+        /// # Safety
+        ///
+        /// `t` is the top of a tree of `self.mem` in `self.f` at `level`, and stays one until
+        /// the call returns.
+        unsafe fn walk(
+            &mut self,
+            level: Level,
+            t: u64,
+            base: u64,
+            indices: core::ops::Range<usize>,
+        ) {
             for i in indices {
-                let e = self.mem.read(t, i);
+                // SAFETY: The caller guarantees that `t` is a table of `self.mem`.
+                let e = unsafe { self.mem.read(t, i) };
                 if !self.f.present(e) {
                     continue;
                 }
@@ -256,7 +309,10 @@ pub fn walk<M: TableMemory, F: Format>(
                     let child = self.f.address(level, e);
                     self.stats.tables += 1;
                     (self.table)(child);
-                    self.walk(below, child, va, 0..ENTRIES);
+                    // SAFETY: `e` is a present non-leaf entry of level `level` of the tree at
+                    // `t`, above the PTE level: `child`, its `next_table()`, is the top of a tree
+                    // at `below`, and stays one as long as the tree at `t` does.
+                    unsafe { self.walk(below, child, va, 0..ENTRIES) };
                 }
             }
         }
@@ -268,16 +324,30 @@ pub fn walk<M: TableMemory, F: Format>(
         leaf,
         table,
     };
-    w.walk(format.top(), top, 0, indices);
+    // SAFETY: The caller guarantees that `top` is the top of a tree at `format.top()` for the
+    // whole walk.
+    unsafe { w.walk(format.top(), top, 0, indices) };
     w.stats
 }
 
 /// Looks `va` up in the tree at `top`: the present leaf that maps it, if any.
-pub fn translate<M: TableMemory, F: Format>(mem: &M, format: F, top: u64, va: u64) -> Option<Leaf> {
+///
+/// # Safety
+///
+/// As for [`walk`]: `top` is the top of a tree of `mem` in `format` at `format.top()`, and
+/// stays one until the function returns.
+pub unsafe fn translate<M: TableMemory, F: Format>(
+    mem: &M,
+    format: F,
+    top: u64,
+    va: u64,
+) -> Option<Leaf> {
     let mut level = format.top();
     let mut t = top;
     loop {
-        let e = mem.read(t, level.index(va));
+        // SAFETY: `t` is the top of a tree at `level`: `top` at the top level, as the caller
+        // guarantees, and below it the next table of a present non-leaf entry of such a tree.
+        let e = unsafe { mem.read(t, level.index(va)) };
         if !format.present(e) {
             return None;
         }

@@ -27,11 +27,22 @@ enum asi_boot_request {
 	ASI_BOOT_INVALID,	/* asi= with a value that is not understood */
 };
 
+/* Why ASI is off although asi=on asked for it. */
+enum asi_off_reason {
+	ASI_OFF_NONE,		/* not refused: on, or not asked for */
+	ASI_OFF_PTI,		/* PTI is on */
+	ASI_OFF_MELTDOWN,	/* Meltdown-affected CPU with pti=off */
+	ASI_OFF_MITIGATIONS,	/* mitigations=off */
+	ASI_OFF_PV_FLUSH,	/* a hypervisor's remote TLB flush */
+	ASI_OFF_SETUP,		/* a step of asi_setup() failed */
+};
+
 /* This CPU's CR3 together with the inputs the kernel built it from. */
 struct asi_cr3_snapshot {
 	u64	cr3;		/* CR3 of the full address space */
 	u64	pgd_pa;		/* physical address of the loaded mm's PGD */
 	u64	lam;		/* LAM bits of the loaded mm */
+	u64	me_mask;	/* sme_me_mask: the C-bit build_cr3() adds */
 	u16	asid;		/* dynamic ASID the loaded mm runs with */
 	bool	pcid;		/* X86_FEATURE_PCID */
 	bool	pti_pcid;	/* PTI reserves a PCID bit (compiled in) */
@@ -122,11 +133,13 @@ static __always_inline bool asi_enabled(void)
 }
 
 void asi_check_boottime(void);
+void asi_setup(void);
 
 /* C, called from Rust. */
 enum asi_boot_request asi_boot_request(void);
 bool asi_boot_cpu_has_asi(void);
 bool asi_pti_on(void);
+enum asi_off_reason asi_off_reason(void);
 void asi_cpu_flag_census(unsigned int *online, unsigned int *flagged);
 void asi_cr3_snapshot(struct asi_cr3_snapshot *snap);
 
@@ -135,7 +148,6 @@ u64 asi_alloc_table(void);
 void asi_free_table(u64 table);
 u64 asi_populate_kernel(unsigned int level, unsigned long va);
 u64 asi_kernel_leaf(unsigned long va, unsigned int *level);
-void asi_flush_kernel_range(unsigned long start, unsigned long end);
 void asi_flush_kernel_all(void);
 unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable);
 void asi_batch_free(const unsigned long *pfns, unsigned int n);
@@ -209,7 +221,10 @@ static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
 	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_switch_mm(pgdir, cr3);
 }
 
-/* The same from noinstr code (double fault): not traced. */
+/*
+ * The same from noinstr code (double fault) and where tracing is not safe
+ * (oops, the kexec into a crash kernel): not traced.
+ */
 static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason)
 {
 	if (cpu_feature_enabled(X86_FEATURE_ASI))
@@ -262,6 +277,7 @@ void __asi_exit_actions(void);
 void __asi_note_foreign(void);
 bool __asi_restricted(void);
 int asi_actions_alloc(void);
+void asi_actions_free(void);
 void __asi_return_to_user(void);
 void __asi_note_interrupt(void);
 void __asi_note_kthread(struct task_struct *tsk);
@@ -307,6 +323,7 @@ static __always_inline void asi_note_kthread(struct task_struct *tsk)
 
 /* Rust, called from C. */
 int asi_core_init(void);
+int asi_core_setup(void);
 u8 asi_policy_return_to_user(u64 mm_id);
 bool asi_fault_granted(unsigned long address, unsigned long error_code);
 int asi_debugfs_init(void);
@@ -359,6 +376,7 @@ unsigned int asi_test_cpu(void);
 int asi_test_set_ro(unsigned long pfn, bool ro);
 int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg);
 u64 asi_test_read_page(unsigned long pfn);
+unsigned long asi_test_image_alias(bool *pge);
 u64 asi_test_cr3(u64 full, u64 pgd);
 u64 asi_test_cr3_fast(void);
 bool asi_test_restricted(u64 *cr3);
@@ -385,6 +403,7 @@ static __always_inline bool asi_enabled(void)
 }
 
 static inline void asi_check_boottime(void) { }
+static inline void asi_setup(void) { }
 static inline void asi_sync_direct_map(unsigned long va, unsigned long nr) { }
 static __always_inline bool asi_fault_exit(struct pt_regs *regs,
 					   unsigned long address) { return false; }

@@ -380,7 +380,7 @@ void asi_run_actions(u8 required, enum asi_action_site site)
 
 /*
  * The buffer of the software L1D flush, where the CPU cannot flush by MSR.
- * From asi_early_init(), before asi_core_init() asks asi_action_support().
+ * From asi_setup(), before asi_core_setup() asks asi_action_support().
  */
 int __init asi_actions_alloc(void)
 {
@@ -389,12 +389,18 @@ int __init asi_actions_alloc(void)
 	if (boot_cpu_has(X86_FEATURE_FLUSH_L1D))
 		return 0;
 	page = alloc_pages(GFP_KERNEL, ASI_L1D_FLUSH_ORDER);
-	if (!page) {
-		pr_warn("no memory for the software L1D flush; the action is unsupported\n");
+	if (!page)
 		return -ENOMEM;
-	}
 	asi_l1d_flush_buf = page_address(page);
 	return 0;
+}
+
+/* Undo asi_actions_alloc(), when a later step of asi_setup() failed. */
+void __init asi_actions_free(void)
+{
+	if (asi_l1d_flush_buf)
+		free_pages((unsigned long)asi_l1d_flush_buf, ASI_L1D_FLUSH_ORDER);
+	asi_l1d_flush_buf = NULL;
 }
 
 #ifdef CONFIG_ASI_KUNIT_TEST

@@ -21,6 +21,7 @@
 #include <linux/highmem.h>
 #include <linux/init.h>
 #include <linux/irq_work.h>
+#include <linux/mem_encrypt.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
 #include <linux/printk.h>
@@ -39,6 +40,7 @@
 #include <asm/desc.h>
 #include <asm/mmu_context.h>
 #include <asm/nmi.h>
+#include <asm/paravirt.h>
 #include <asm/pgalloc.h>
 #include <asm/processor.h>
 #include <asm/sections.h>
@@ -71,12 +73,15 @@ static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
  * CR3 it found (__asi_nmi_exit()), so code interrupted on its way to user
  * mode returns on the tables it chose.
  *
- * TLB: entering writes CR3 without CR3_NOFLUSH, which flushes the
- * nonsensitive PCID (with PCIDs) or all non-global entries (without), and
- * leaving writes back a CR3 read from the CPU, which never has CR3_NOFLUSH
- * and so flushes the full PCID. Neither set of tables can therefore hold
- * TLB entries from before a flush that ran on the other, and the kernel's
- * TLB-flush paths need not know about ASI.
+ * TLB: ASI runs without PCIDs (asi_check_boottime()), so every CR3 write
+ * flushes all non-global TLB entries and paging-structure caches, and the
+ * direct map, the only part of the kernel half that differs between the
+ * two sets of tables, is non-global. Neither set of tables can therefore
+ * use a TLB entry made on the other, or one from before a flush that ran
+ * on the other; INVLPG and the global flushes reach every entry. With
+ * PCIDs this would not hold: tlb.c tracks one PCID per ASID and loads it
+ * with CR3_NOFLUSH when its tlb_gen is current, although a flush made on
+ * the other space of the same mm, or a kernel flush by INVLPG, missed it.
  */
 struct asi_cpu_state {
 	bool	restricted;
@@ -220,10 +225,10 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
  *
  * Same ordering as entering: full_cr3 first, then CR3. An NMI in between
  * that leaves goes to the new mm's full tables and comes back to the old
- * nonsensitive ones, from which CR3 is then written again. The write
- * flushes the nonsensitive PCID it loads (no CR3_NOFLUSH), and full_cr3
- * never has CR3_NOFLUSH, so the full PCID is flushed when the CPU leaves:
- * what the caller's flush decision asked for, and perhaps more.
+ * nonsensitive ones, from which CR3 is then written again. Without PCIDs
+ * the write flushes every non-global entry, the previous mm's included,
+ * and full_cr3 never has CR3_NOFLUSH: what the caller's flush decision
+ * asked for, and perhaps more.
  */
 bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
 {
@@ -371,20 +376,92 @@ static int __init asi_parse_cmdline(char *arg)
 }
 early_param("asi", asi_parse_cmdline);
 
+#ifdef CONFIG_FAULT_INJECTION
 /*
- * Called from init_mem_mapping(), after early parameters have been parsed
- * and right after the PTI decision.
+ * fail_asi_setup=<interval>,<probability>,<space>,<times>: make a step of
+ * asi_setup() fail. The steps ask in order: the non-global direct map,
+ * the software L1D flush buffer, then each page-table page of the
+ * nonsensitive tables, so a space of N fails the N-th.
+ */
+static DECLARE_FAULT_ATTR(fail_asi_setup);
+static char fail_asi_setup_param[32] __initdata;
+
+/* Applied by asi_setup(), see fail_asi_domain= for why not here. */
+static int __init fail_asi_setup_setup(char *str)
+{
+	strscpy(fail_asi_setup_param, str);
+	return 1;
+}
+__setup("fail_asi_setup=", fail_asi_setup_setup);
+
+static void __init asi_setup_fault_attr(void)
+{
+	if (!fail_asi_setup_param[0])
+		return;
+	setup_fault_attr(&fail_asi_setup, fail_asi_setup_param);
+	/* One line per forced failure, no stack dump. */
+	fail_asi_setup.verbose = 1;
+}
+
+static bool asi_setup_fails(void)
+{
+	return should_fail(&fail_asi_setup, 1);
+}
+#else
+static void __init asi_setup_fault_attr(void) { }
+
+static bool asi_setup_fails(void)
+{
+	return false;
+}
+#endif
+
+/* Why asi=on left ASI off (enum asi_off_reason); ASI_OFF_NONE otherwise. */
+static enum asi_off_reason asi_off __ro_after_init = ASI_OFF_NONE;
+
+/* asi_check_boottime() found nothing against ASI: asi_setup() may enable it. */
+static bool asi_wanted __initdata;
+
+/* asi_setup() is running: its allocations may be made to fail. */
+static bool asi_setting_up __ro_after_init;
+
+static void __init asi_refuse(enum asi_off_reason reason, const char *why)
+{
+	asi_off = reason;
+	pr_info("%s; ASI stays off\n", why);
+}
+
+/*
+ * Called from init_mem_mapping(), after early parameters have been parsed,
+ * right after the PTI decision and before setup_pcid().
  *
  * ASI does not run alongside PTI: the entry code's switch to the kernel
  * CR3 would leave the nonsensitive tables at once, and its switch back to
  * the user CR3 would need a PTI user copy of every nonsensitive top-level
  * table. Where PTI is on, because the CPU is affected by Meltdown (where
  * user mode could read all of the nonsensitive tables, so ASI cannot
- * replace PTI) or because of pti=on, ASI stays off and says so.
+ * replace PTI) or because of pti=on, ASI stays off and says so. For the
+ * same reason a Meltdown-affected CPU booted with pti=off never runs ASI,
+ * and mitigations=off, which asks for no mitigation, keeps it off too.
  *
- * INVLPGB flushes one PCID on every CPU without telling them; a CPU on the
- * nonsensitive PCID of that mm would miss the flush. ASI turns it off, as
- * PTI does.
+ * Remote TLB flushes must reach every CPU in whichever of the two spaces
+ * it runs. Hyper-V's hypercall names the address space by the mm's PGD,
+ * which a CPU on the nonsensitive tables is not using, so ASI stays off
+ * where a hypervisor replaced the native remote flush at this point. KVM's
+ * (kvm_flush_tlb_multi(), installed later) IPIs running vCPUs natively and
+ * has the host flush everything of a preempted one, which is enough.
+ *
+ * TLB: ASI's two address spaces of an mm would each need their own PCID,
+ * and tlb.c's flush tracking (cpu_tlbstate.ctxs[], invalidate_other,
+ * the deferred user-PCID flushes) knows only one per ASID. A flush that
+ * runs on one of them would leave the other stale, and tlb.c would later
+ * load it with CR3_NOFLUSH. Until the flush tracking covers both, ASI does
+ * not use PCIDs: with CR4.PCIDE clear, every CR3 write flushes all
+ * non-global TLB entries and paging-structure caches, and INVLPG reaches
+ * every entry of its address. This runs before setup_pcid().
+ *
+ * What is left to do, and may still fail, is asi_setup()'s: the CPU flag
+ * comes only with it.
  */
 void __init asi_check_boottime(void)
 {
@@ -392,14 +469,40 @@ void __init asi_check_boottime(void)
 		return;
 
 	if (boot_cpu_has(X86_FEATURE_PTI)) {
-		pr_info("PTI is on (%s); ASI does not run alongside PTI and stays off\n",
-			boot_cpu_has_bug(X86_BUG_CPU_MELTDOWN) ?
-			"the CPU is affected by Meltdown" : "pti=on");
+		asi_refuse(ASI_OFF_PTI,
+			   boot_cpu_has_bug(X86_BUG_CPU_MELTDOWN) ?
+			   "PTI is on (the CPU is affected by Meltdown) and ASI does not run alongside it" :
+			   "PTI is on (pti=on) and ASI does not run alongside it");
 		return;
 	}
+	if (boot_cpu_has_bug(X86_BUG_CPU_MELTDOWN)) {
+		asi_refuse(ASI_OFF_MELTDOWN,
+			   "the CPU is affected by Meltdown and PTI is off: user mode can read the nonsensitive tables");
+		return;
+	}
+	if (cpu_mitigations_off()) {
+		asi_refuse(ASI_OFF_MITIGATIONS, "mitigations=off asks for no mitigation");
+		return;
+	}
+#ifdef CONFIG_PARAVIRT
+	if (pv_ops.mmu.flush_tlb_multi != native_flush_tlb_multi) {
+		pr_info("remote TLB flushes go through %ps\n", pv_ops.mmu.flush_tlb_multi);
+		asi_refuse(ASI_OFF_PV_FLUSH,
+			   "the hypervisor's remote TLB flush may miss the nonsensitive address spaces");
+		return;
+	}
+#endif
 
-	setup_force_cpu_cap(X86_FEATURE_ASI);
-	setup_clear_cpu_cap(X86_FEATURE_INVLPGB);
+	if (boot_cpu_has(X86_FEATURE_PCID)) {
+		setup_clear_cpu_cap(X86_FEATURE_PCID);
+		pr_info("PCIDs are not used while ASI is on: each CR3 write flushes the TLB\n");
+	}
+	asi_wanted = true;
+}
+
+enum asi_off_reason asi_off_reason(void)
+{
+	return asi_off;
 }
 
 enum asi_boot_request asi_boot_request(void)
@@ -450,6 +553,7 @@ void asi_cr3_snapshot(struct asi_cr3_snapshot *snap)
 	snap->asid = this_cpu_read(cpu_tlbstate.loaded_mm_asid);
 	preempt_enable();
 
+	snap->me_mask = sme_get_me_mask();
 	snap->pcid = boot_cpu_has(X86_FEATURE_PCID);
 	snap->pti_pcid = IS_ENABLED(CONFIG_MITIGATION_PAGE_TABLE_ISOLATION);
 }
@@ -469,8 +573,11 @@ void asi_get_layout(struct asi_layout *layout)
 /* A zeroed page for ASI's tables: its physical address, 0 if none. */
 u64 asi_alloc_table(void)
 {
-	unsigned long va = get_zeroed_page(GFP_KERNEL);
+	unsigned long va;
 
+	if (asi_setting_up && asi_setup_fails())
+		return 0;
+	va = get_zeroed_page(GFP_KERNEL);
 	return va ? __pa(va) : 0;
 }
 
@@ -539,11 +646,6 @@ u64 asi_kernel_leaf(unsigned long va, unsigned int *level)
 		return 0;
 	}
 	return pte_val(*pte);
-}
-
-void asi_flush_kernel_range(unsigned long start, unsigned long end)
-{
-	flush_tlb_kernel_range(start, end);
 }
 
 void asi_flush_kernel_all(void)
@@ -632,12 +734,22 @@ void asi_visit_required(asi_required_fn cb, void *ctx)
 }
 
 #ifdef CONFIG_FAULT_INJECTION
-/* fail_asi_domain=: make the allocation of an mm's nonsensitive table fail. */
+/*
+ * fail_asi_domain=: make the allocation of an mm's nonsensitive table fail.
+ *
+ * setup_fault_attr() cannot run while the command line is parsed: its
+ * prandom_init_once() allocates (to disable the static key it uses), and
+ * the slab allocator is not up yet, so a boot with any complete value
+ * died before printing anything. Keep the value and apply it from the
+ * late initcall, before user space runs.
+ */
 static DECLARE_FAULT_ATTR(fail_asi_domain);
+static char fail_asi_domain_param[32] __initdata;
 
 static int __init fail_asi_domain_setup(char *str)
 {
-	return setup_fault_attr(&fail_asi_domain, str);
+	strscpy(fail_asi_domain_param, str);
+	return 1;
 }
 __setup("fail_asi_domain=", fail_asi_domain_setup);
 #endif
@@ -959,6 +1071,17 @@ u64 asi_test_read_page(unsigned long pfn)
 	return READ_ONCE(*(u64 *)pfn_to_kaddr(pfn));
 }
 
+/*
+ * The direct-map address of the kernel's text, and in *@pge whether the
+ * CPU has global pages. DEBUG_PAGEALLOC never unmaps it (the image is
+ * never freed), so it keeps the global bit the direct map was built with.
+ */
+unsigned long asi_test_image_alias(bool *pge)
+{
+	*pge = boot_cpu_has(X86_FEATURE_PGE);
+	return (unsigned long)__va(__pa_symbol(_stext));
+}
+
 /* What memdup_user() and friends do for large sizes: vmalloc with GFP_USER. */
 void *asi_test_kvmalloc_user(size_t size)
 {
@@ -1036,25 +1159,87 @@ static void __init asi_unmap_image_tail(void)
  * non-global. The rest of the kernel's mappings are the same in both
  * address spaces and stay global.
  */
-static void __init asi_direct_map_nonglobal(void)
+static int __init asi_direct_map_nonglobal(void)
 {
-	if (set_memory_nonglobal_noalias(PAGE_OFFSET, max_pfn_mapped))
-		pr_warn("cannot make the direct map non-global\n");
+	if (asi_setup_fails())
+		return -ENOMEM;
+	return set_memory_nonglobal_noalias(PAGE_OFFSET, max_pfn_mapped);
+}
+
+/*
+ * Called from arch_cpu_finalize_init(), after the mitigations are selected
+ * and before alternatives are patched, while only the boot CPU runs and
+ * before any user data exists: enable ASI if asi_check_boottime() found
+ * nothing against it and everything it needs can be set up. Until
+ * alternatives are patched, cpu_feature_enabled() reads the boot CPU's
+ * capabilities, so setting the flag there first lets the allocator and
+ * CPA hooks follow the tables as they are built. Only once everything
+ * worked does the flag become every CPU's (and the alternatives').
+ *
+ * Fail closed: if a step fails, undo the earlier ones, log why, and leave
+ * the kernel as without ASI: no flag, global direct map, the IBPB on
+ * context switch, nothing to free later. PCIDs stay off (they were turned
+ * off before the page tables were set up).
+ *
+ * INVLPGB flushes one PCID on every CPU without telling them; a CPU on the
+ * nonsensitive PCID of that mm would miss the flush. ASI turns it off, as
+ * PTI does.
+ */
+void __init asi_setup(void)
+{
+	const char *failed = NULL;
+	int err;
+
+	if (!asi_wanted)
+		return;
+	asi_setup_fault_attr();
+	asi_setting_up = true;
+	set_cpu_cap(&boot_cpu_data, X86_FEATURE_ASI);
+	asi_unmap_image_tail();
+	err = asi_direct_map_nonglobal();
+	if (err) {
+		failed = "cannot make the direct map non-global";
+		goto undo_global;
+	}
+	err = asi_setup_fails() ? -ENOMEM : asi_actions_alloc();
+	if (err) {
+		failed = "no memory for the software L1D flush";
+		goto undo_global;
+	}
+	err = asi_core_setup();
+	if (err) {
+		failed = "cannot build the nonsensitive page tables";
+		goto undo_actions;
+	}
+	asi_setting_up = false;
+	setup_force_cpu_cap(X86_FEATURE_ASI);
+	setup_clear_cpu_cap(X86_FEATURE_INVLPGB);
+	return;
+
+undo_actions:
+	asi_actions_free();
+undo_global:
+	/* A failed conversion may have done part of its work. */
+	if (set_memory_global_noalias(PAGE_OFFSET, max_pfn_mapped))
+		pr_err("cannot make the direct map global again\n");
+	clear_cpu_cap(&boot_cpu_data, X86_FEATURE_ASI);
+	asi_setting_up = false;
+	asi_off = ASI_OFF_SETUP;
+	pr_err("%s (%d); ASI is off\n", failed, err);
 }
 
 static int __init asi_early_init(void)
 {
-	if (asi_enabled()) {
-		asi_unmap_image_tail();
-		asi_direct_map_nonglobal();
-		asi_actions_alloc();
-	}
 	return asi_core_init();
 }
 early_initcall(asi_early_init);
 
 static int __init asi_late_init(void)
 {
+#ifdef CONFIG_FAULT_INJECTION
+	if (fail_asi_domain_param[0])
+		setup_fault_attr(&fail_asi_domain, fail_asi_domain_param);
+#endif
 #ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
 	if (asi_enabled())
 		fault_create_debugfs_attr("fail_asi_domain", NULL, &fail_asi_domain);

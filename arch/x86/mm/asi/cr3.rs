@@ -7,6 +7,11 @@
 //! low bits that tags the TLB entries created under it. Bit 63 asks the CPU to keep the TLB
 //! entries of the new PCID on the write.
 //!
+//! With AMD's memory encryption (SME, or SEV in a guest) one bit of the address field, the
+//! C-bit, is not an address bit: the kernel sets it in every CR3 (`__sme_pa()` in `build_cr3()`)
+//! so that the CPU reads the page tables as encrypted, and masks it off to get the address back
+//! (`CR3_ADDR_MASK`). [`Cr3Encoder`] knows the bit as `sme_me_mask`.
+//!
 //! The kernel hands out a few dynamic ASIDs per CPU and derives the PCID from the ASID (see
 //! `kern_pcid()` in `arch/x86/mm/tlb.c`): PCID = ASID + 1, so PCID 0 stays unused. PTI takes the
 //! top PCID bit for the user copy of each address space. ASI takes the next free bit below the
@@ -21,7 +26,7 @@
 pub(crate) const PCID_BITS: u32 = 12;
 /// Mask of the PCID field of CR3.
 pub(crate) const PCID_MASK: u64 = (1 << PCID_BITS) - 1;
-/// Mask of the page-table address field of CR3 (bits 12..51).
+/// Mask of the page-table address field of CR3 (bits 12..51), memory-encryption bit included.
 pub(crate) const ADDR_MASK: u64 = ((1 << 52) - 1) & !PCID_MASK;
 /// LAM_U57: mask bits 62:57 of user pointers.
 pub(crate) const LAM_U57: u64 = 1 << 61;
@@ -185,7 +190,8 @@ impl Cr3 {
         self.0
     }
 
-    /// The physical address of the top-level page table.
+    /// The page-table address field: the physical address of the top-level page table, and
+    /// the memory-encryption bit if the kernel uses one (see [`Cr3Encoder::pgd_pa`]).
     pub(crate) const fn pgd_pa(self) -> u64 {
         self.0 & ADDR_MASK
     }
@@ -216,20 +222,39 @@ impl Cr3 {
     }
 }
 
-/// How this kernel forms CR3 values: whether PCIDs are in use, and how the PCID bits are split.
+/// How this kernel forms CR3 values: whether PCIDs are in use, how the PCID bits are split, and
+/// which bit of the address field means "encrypted".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cr3Encoder {
     pcid: bool,
     layout: PcidLayout,
+    me_mask: u64,
 }
 
 impl Cr3Encoder {
-    /// An encoder for a CPU with (`pcid`) or without PCIDs, with the given layout.
-    pub(crate) const fn new(pcid: bool, layout: PcidLayout) -> Self {
-        Self { pcid, layout }
+    /// An encoder for a CPU with (`pcid`) or without PCIDs, with the given layout. `me_mask` is
+    /// the kernel's `sme_me_mask`: the C-bit of memory encryption, 0 without it.
+    pub(crate) const fn new(pcid: bool, layout: PcidLayout, me_mask: u64) -> Self {
+        Self {
+            pcid,
+            layout,
+            me_mask,
+        }
     }
 
-    /// The CR3 for the page table at `pgd_pa` running as `asid` in `space`.
+    /// The bits of CR3 that hold the page-table address, as `CR3_ADDR_MASK`: the address
+    /// field without the memory-encryption bit.
+    pub(crate) const fn addr_mask(self) -> u64 {
+        ADDR_MASK & !self.me_mask
+    }
+
+    /// The physical address of the top-level page table of `cr3`, as `read_cr3_pa()`.
+    pub(crate) const fn pgd_pa(self, cr3: Cr3) -> u64 {
+        cr3.bits() & self.addr_mask()
+    }
+
+    /// The CR3 for the page table at `pgd_pa` running as `asid` in `space`, with the
+    /// memory-encryption bit set as in every CR3 the kernel builds.
     ///
     /// Without PCIDs only ASID 0 exists and the PCID field is 0 for every space: the spaces then
     /// differ only in their page tables, and every write of CR3 flushes the TLB.
@@ -247,7 +272,11 @@ impl Cr3Encoder {
         } else {
             0
         };
-        Cr3::new(pgd_pa, pcid, lam)
+        // Memory encryption takes the C-bit away from physical addresses.
+        if pgd_pa & self.me_mask != 0 {
+            return Err(Cr3Error::AddressTooHigh);
+        }
+        Cr3::new(pgd_pa | self.me_mask, pcid, lam)
     }
 
     /// The sensitive-space CR3, as `build_cr3()` in `arch/x86/mm/tlb.c` makes it.
@@ -258,7 +287,8 @@ impl Cr3Encoder {
     /// The nonsensitive-space CR3 that goes with the sensitive CR3 `sensitive`.
     ///
     /// The nonsensitive space keeps the ASID and the LAM mode and swaps the page table for
-    /// `asi_pgd_pa`. With PCIDs, the write may keep TLB entries (`noflush`) because the
+    /// `asi_pgd_pa`, with the memory-encryption bit that the sensitive CR3 has too (`asi_cr3()`
+    /// keeps it). With PCIDs, the write may keep TLB entries (`noflush`) because the
     /// nonsensitive PCID tags only nonsensitive translations.
     pub(crate) fn nonsensitive(
         self,
@@ -403,7 +433,7 @@ mod tests {
 
     #[test]
     fn without_pcid_only_asid_zero_and_pcid_zero() {
-        let enc = Cr3Encoder::new(false, PcidLayout::new(true, true));
+        let enc = Cr3Encoder::new(false, PcidLayout::new(true, true), 0);
         let cr3 = enc.sensitive(0x10_0000, 0, 0).unwrap();
         assert_eq!(cr3.bits(), 0x10_0000);
         assert_eq!(enc.sensitive(0x10_0000, 1, 0), Err(Cr3Error::BadAsid));
@@ -415,7 +445,7 @@ mod tests {
 
     #[test]
     fn nonsensitive_keeps_asid_and_lam() {
-        let enc = Cr3Encoder::new(true, PcidLayout::new(true, true));
+        let enc = Cr3Encoder::new(true, PcidLayout::new(true, true), 0);
         let sensitive = enc.sensitive(0x10_0000, 3, LAM_U48).unwrap();
         assert_eq!(sensitive.pcid(), 4);
         let ns = enc.nonsensitive(sensitive, 0x20_0000, false).unwrap();
@@ -431,15 +461,70 @@ mod tests {
         assert_eq!(enc.space_of(ns), Some(Space::Nonsensitive));
     }
 
+    /// The C-bit of an SME host: CPUID 0x8000001f EBX[5:0] puts it at 47 on most EPYC parts,
+    /// at 51 on others.
+    const C_BITS: [u64; 2] = [1 << 47, 1 << 51];
+
+    #[test]
+    fn sme_c_bit_is_in_every_cr3_and_out_of_the_address() {
+        for c_bit in C_BITS {
+            for pcid in [false, true] {
+                let enc = Cr3Encoder::new(pcid, PcidLayout::new(true, true), c_bit);
+                assert_eq!(enc.addr_mask(), ADDR_MASK & !c_bit);
+                let asid = u16::from(pcid) * 3;
+                let sensitive = enc.sensitive(0x10_0000, asid, LAM_U57).unwrap();
+                // build_cr3(): __sme_pa(pgd) | lam | kern_pcid(asid).
+                let kern_pcid = u64::from(pcid) * 4;
+                assert_eq!(sensitive.bits(), 0x10_0000 | c_bit | LAM_U57 | kern_pcid);
+                assert_eq!(enc.pgd_pa(sensitive), 0x10_0000);
+                assert_eq!(sensitive.pgd_pa(), 0x10_0000 | c_bit);
+                // asi_cr3(): what the full CR3 has outside CR3_ADDR_MASK (C-bit, LAM, PCID), the
+                // nonsensitive table and, with PCIDs, ASI's PCID bit.
+                let ns = enc.nonsensitive(sensitive, 0x20_0000, false).unwrap();
+                let asi_bit = u64::from(pcid) << 10;
+                assert_eq!(
+                    ns.bits(),
+                    (sensitive.bits() & !enc.addr_mask()) | 0x20_0000 | asi_bit
+                );
+                assert_eq!(enc.pgd_pa(ns), 0x20_0000);
+                assert_eq!(enc.space_of(ns), pcid.then_some(Space::Nonsensitive));
+            }
+            // A physical address never has the C-bit: SME takes that bit away from addresses.
+            let enc = Cr3Encoder::new(false, PcidLayout::new(false, false), c_bit);
+            assert_eq!(
+                enc.sensitive(c_bit | 0x1000, 0, 0),
+                Err(Cr3Error::AddressTooHigh)
+            );
+        }
+    }
+
+    #[test]
+    fn encoder_without_the_c_bit_mismatches_an_sme_cr3() {
+        // What the CPU runs with on an SME host, ASID 3 with PTI's and ASI's PCID bits.
+        let cpu = Cr3::from_raw(0x10_0000 | (1 << 47) | 4);
+        let layout = PcidLayout::new(true, true);
+        assert_eq!(
+            Cr3Encoder::new(true, layout, 1 << 47).sensitive(0x10_0000, 3, 0),
+            Ok(cpu)
+        );
+        // The encoder that ignored the bit reported `cr3_encoding: mismatch` there.
+        assert_ne!(
+            Cr3Encoder::new(true, layout, 0).sensitive(0x10_0000, 3, 0),
+            Ok(cpu)
+        );
+        // Without memory encryption the address mask is the whole field.
+        assert_eq!(Cr3Encoder::new(true, layout, 0).addr_mask(), ADDR_MASK);
+    }
+
     #[test]
     fn nonsensitive_needs_a_sensitive_start() {
-        let enc = Cr3Encoder::new(true, PcidLayout::new(true, true));
+        let enc = Cr3Encoder::new(true, PcidLayout::new(true, true), 0);
         let user = enc.encode(Space::User, 0x10_0000, 1, 0).unwrap();
         assert_eq!(
             enc.nonsensitive(user, 0x20_0000, false),
             Err(Cr3Error::BadPcid)
         );
-        let no_asi = Cr3Encoder::new(true, PcidLayout::new(true, false));
+        let no_asi = Cr3Encoder::new(true, PcidLayout::new(true, false), 0);
         let cr3 = no_asi.sensitive(0x10_0000, 1, 0).unwrap();
         assert_eq!(
             no_asi.nonsensitive(cr3, 0x20_0000, false),

@@ -46,7 +46,9 @@ pub(crate) unsafe fn init_mm(mm: *mut bindings::mm_struct) -> Result {
     };
     // SAFETY: The caller guarantees `mm` is live, with its PGD.
     let pgd = unsafe { sys::mm_pgd(mm) };
-    t.fill_domain(domain, pgd);
+    // SAFETY: `pgd` is the PGD of `mm`, which the caller guarantees is live. `domain` was just
+    // allocated and is not `mm`'s yet: no CPU translates through it.
+    unsafe { t.fill_domain(domain, pgd) };
     // SAFETY: `mm` is new and only this thread uses it; `domain` stays allocated until
     // `destroy_mm()` replaces it.
     unsafe { sys::mm_set_domain(mm, domain) };
@@ -68,14 +70,23 @@ pub(crate) unsafe fn destroy_mm(mm: *mut bindings::mm_struct) {
     }
     // SAFETY: Nothing else uses `mm` any more.
     unsafe { sys::mm_set_domain(mm, 0) };
-    sys::free_table(domain);
+    // SAFETY: `domain` is the table `alloc_domain()` made for `mm`, which no longer links it.
+    // `mm` is being freed: no CPU has it loaded (a lazy user holds a reference), and a CPU
+    // loads a nonsensitive CR3 only with a flush of its PCID, so no cached translation
+    // through the table is used again.
+    unsafe { sys::free_table(domain) };
     LIVE.fetch_sub(1, Relaxed);
 }
 
 impl tables::Tables {
     /// Fills the new domain table `domain`: the user half from the mm's PGD `pgd`, the kernel
     /// half from the global nonsensitive tables.
-    fn fill_domain(&self, domain: u64, pgd: u64) {
+    ///
+    /// # Safety
+    ///
+    /// `pgd` is the PGD of a live mm, and `domain` a table of [`sys::alloc_domain`] that no CPU
+    /// translates through yet.
+    unsafe fn fill_domain(&self, domain: u64, pgd: u64) {
         let mem = self.mem();
         for i in 0..crate::pgtable::ENTRIES {
             let src = if self.paging().kernel_half().contains(&i) {
@@ -83,7 +94,12 @@ impl tables::Tables {
             } else {
                 pgd
             };
-            mem.write_owned(domain, i, mem.read(src, i));
+            // SAFETY: `src` is the global nonsensitive top-level table, a table of `mem` that is
+            // never freed, or `pgd`, the PGD of a live mm as the caller guarantees.
+            let e = unsafe { mem.read(src, i) };
+            // SAFETY: The caller guarantees that `domain` is a table of `alloc_domain()` that no
+            // CPU translates through.
+            unsafe { mem.write_owned(domain, i, e) };
         }
     }
 }

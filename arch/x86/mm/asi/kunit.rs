@@ -13,9 +13,11 @@ mod tests {
     use crate::{cr3::Cr3, sys};
     use kernel::{prelude::*, str::CString};
 
-    /// Whether ASI should be on: `asi=on`, and PTI off.
+    /// Whether ASI should be on: `asi=on`, PTI off, and not refused for another reason.
     fn asi_expected() -> bool {
-        sys::boot_request().wants_asi() && !sys::pti_on()
+        sys::boot_request().wants_asi()
+            && !sys::pti_on()
+            && sys::off_reason() == crate::status::OffReason::None
     }
 
     #[test]
@@ -141,6 +143,18 @@ mod tests {
     }
 
     #[test]
+    fn direct_map_is_global_without_asi() {
+        let (va, pge) = sys::test::image_alias();
+        // PTI maps the kernel non-global itself.
+        if sys::boot_cpu_has_asi() || sys::pti_on() || !pge {
+            return;
+        }
+        // ASI off, or its setup failed and was undone: the direct map is as the kernel built it.
+        let global = sys::kernel_leaf(va).map(|(_, e)| e & crate::pgtable::bits::GLOBAL != 0);
+        assert_eq!(global, Some(true));
+    }
+
+    #[test]
     fn verifier_finds_the_tables_complete() {
         if tables_or_none().is_none() {
             return;
@@ -153,16 +167,16 @@ mod tests {
         assert!(r.entries > 0 && r.tables > 0 && r.required_pages > 0);
     }
 
-    struct ReadUser {
-        pfn: u64,
+    struct ReadUser<'a> {
+        page: &'a sys::test::Pages,
         value: u64,
     }
 
     extern "C" fn read_user_page(arg: *mut kernel::ffi::c_void) -> i32 {
         // SAFETY: `arg` is the `ReadUser` of the test below, alive and not otherwise borrowed
         // during the call.
-        let r = unsafe { &mut *arg.cast::<ReadUser>() };
-        r.value = sys::test::read_page(r.pfn);
+        let r = unsafe { &mut *arg.cast::<ReadUser<'_>>() };
+        r.value = r.page.read();
         0
     }
 
@@ -171,10 +185,10 @@ mod tests {
         let Some(t) = tables_or_none() else {
             return Ok(());
         };
-        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
-        sys::test::fill(user, 0x5a);
+        let mut user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        user.fill(0x5a);
         let mut r = ReadUser {
-            pfn: user,
+            page: &user,
             value: 0,
         };
         let before = sys::test::page_fault_exits();
@@ -195,9 +209,10 @@ mod tests {
         let ret2 =
             unsafe { sys::test::run_restricted(t.pgd(), on_nonsensitive, (&raw mut quiet).cast()) };
         let last = sys::test::page_fault_exits();
-        sys::test::free(user, 0);
+        let value = r.value;
+        user.free();
         assert_eq!((ret, ret2), (0, 0));
-        assert_eq!(r.value, 0x5a5a_5a5a_5a5a_5a5a);
+        assert_eq!(value, 0x5a5a_5a5a_5a5a_5a5a);
         assert_eq!(after - before, 1);
         assert_eq!(last, after);
         assert_eq!(entered - enters, 1);
@@ -212,20 +227,25 @@ mod tests {
 
     /// What the nesting tests read from an interrupt or NMI, and where they end up.
     struct Nested {
-        pfn: u64,
-        nmi: bool,
         value: Result<u64>,
         restricted_before: (bool, u64),
         restricted_after: (bool, u64),
     }
 
+    /// The argument of [`read_nested`]: the page to read, how, and what it saw.
+    struct NestedRun<'a> {
+        page: &'a sys::test::Pages,
+        nmi: bool,
+        seen: Nested,
+    }
+
     extern "C" fn read_nested(arg: *mut kernel::ffi::c_void) -> i32 {
-        // SAFETY: `arg` is the `Nested` of the test below, alive and not otherwise borrowed
+        // SAFETY: `arg` is the `NestedRun` of the test below, alive and not otherwise borrowed
         // during the call.
-        let n = unsafe { &mut *arg.cast::<Nested>() };
-        n.restricted_before = sys::test::restricted();
-        n.value = sys::test::nested_read_page(n.pfn, n.nmi);
-        n.restricted_after = sys::test::restricted();
+        let n = unsafe { &mut *arg.cast::<NestedRun<'_>>() };
+        n.seen.restricted_before = sys::test::restricted();
+        n.seen.value = n.page.nested_read(n.nmi);
+        n.seen.restricted_after = sys::test::restricted();
         0
     }
 
@@ -244,13 +264,15 @@ mod tests {
 
     /// Runs [`read_nested`] in the nonsensitive space; returns it and the change of each
     /// transition counter.
-    fn nested(t: &tables::Tables, pfn: u64, nmi: bool) -> (Nested, [u64; 8]) {
-        let mut n = Nested {
-            pfn,
+    fn nested(t: &tables::Tables, page: &sys::test::Pages, nmi: bool) -> (Nested, [u64; 8]) {
+        let mut n = NestedRun {
+            page,
             nmi,
-            value: Err(EINVAL),
-            restricted_before: (false, 0),
-            restricted_after: (false, 0),
+            seen: Nested {
+                value: Err(EINVAL),
+                restricted_before: (false, 0),
+                restricted_after: (false, 0),
+            },
         };
         let delta = transitions_during(|| {
             let run = sys::test::with_nested(nmi, || {
@@ -259,10 +281,10 @@ mod tests {
                 unsafe { sys::test::run_restricted(t.pgd(), read_nested, (&raw mut n).cast()) }
             });
             if let Err(e) = run {
-                n.value = Err(e);
+                n.seen.value = Err(e);
             }
         });
-        (n, delta)
+        (n.seen, delta)
     }
 
     #[test]
@@ -270,10 +292,10 @@ mod tests {
         let Some(t) = tables_or_none() else {
             return Ok(());
         };
-        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
-        sys::test::fill(user, 0x3c);
-        let (n, delta) = nested(t, user, true);
-        sys::test::free(user, 0);
+        let mut user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        user.fill(0x3c);
+        let (n, delta) = nested(t, &user, true);
+        user.free();
         assert_eq!(n.value, Ok(0x3c3c_3c3c_3c3c_3c3c));
         // The NMI left (its #PF counts as an NMI exit), and its return put the CPU back on the
         // tables it interrupted: counted as a second enter.
@@ -290,10 +312,10 @@ mod tests {
         let Some(t) = tables_or_none() else {
             return Ok(());
         };
-        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
-        sys::test::fill(user, 0xc3);
-        let (n, delta) = nested(t, user, false);
-        sys::test::free(user, 0);
+        let mut user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        user.fill(0xc3);
+        let (n, delta) = nested(t, &user, false);
+        user.free();
         assert_eq!(n.value, Ok(0xc3c3_c3c3_c3c3_c3c3));
         // An interrupt's exit stands: the interrupted code goes on in the full space, the CR3 it
         // came from, until the next return to user mode enters again.
@@ -352,7 +374,7 @@ mod tests {
         let snap = sys::cr3_snapshot();
         let full = Cr3::from_raw(snap.cr3);
         let layout = crate::cr3::PcidLayout::new(snap.pti_pcid, true);
-        let enc = crate::cr3::Cr3Encoder::new(snap.pcid, layout);
+        let enc = crate::cr3::Cr3Encoder::new(snap.pcid, layout, snap.me_mask);
         for pgd in [0x1000u64, 0x1234_5000, snap.pgd_pa] {
             let c = sys::test::asi_cr3(snap.cr3, pgd);
             assert_eq!(enc.nonsensitive(full, pgd, false), Ok(Cr3::from_raw(c)));
@@ -372,13 +394,13 @@ mod tests {
         };
         let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
         let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
-        assert!(!mapped(t, user));
-        assert_eq!(tables::is_sensitive(user), Some(true));
-        assert_eq!(tables::direct_map_present(user), Some(false));
-        assert!(mapped(t, kern));
-        assert_eq!(tables::is_sensitive(kern), Some(false));
-        sys::test::free(user, 0);
-        sys::test::free(kern, 0);
+        assert!(!mapped(t, user.pfn()));
+        assert_eq!(tables::is_sensitive(user.pfn()), Some(true));
+        assert_eq!(tables::direct_map_present(user.pfn()), Some(false));
+        assert!(mapped(t, kern.pfn()));
+        assert_eq!(tables::is_sensitive(kern.pfn()), Some(false));
+        user.free();
+        kern.free();
         Ok(())
     }
 
@@ -388,20 +410,21 @@ mod tests {
             return Ok(());
         };
         let before = tables::stats();
-        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
-        sys::test::fill(user, 0xa5);
+        let mut user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        user.fill(0xa5);
+        let user_pfn = user.pfn();
         // The per-CPU free list hands the page just freed out first.
-        let kern = sys::test::free_then_alloc(user, false, false).ok_or(ENOMEM)?;
-        let found = kern == user;
+        let kern = user.free_then_alloc(false, false).ok_or(ENOMEM)?;
+        let found = kern.pfn() == user_pfn;
         if found {
-            assert!(mapped(t, user));
-            assert!(sys::test::is_filled(user, 0));
-            assert_eq!(tables::is_sensitive(user), Some(false));
+            assert!(mapped(t, user_pfn));
+            assert!(kern.is_filled(0));
+            assert_eq!(tables::is_sensitive(user_pfn), Some(false));
             let after = tables::stats();
             assert!(after.zeroed_pages > before.zeroed_pages);
             assert!(after.flips_to_nonsensitive > before.flips_to_nonsensitive);
         }
-        sys::test::free(kern, 0);
+        kern.free();
         assert!(found);
         Ok(())
     }
@@ -414,24 +437,26 @@ mod tests {
         // A page that is sensitive already needs no flush: it can be handed out with
         // interrupts off.
         let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
-        let again = sys::test::free_then_alloc(user, true, true);
+        let user_pfn = user.pfn();
+        let again = user.free_then_alloc(true, true);
+        let again_pfn = again.as_ref().map(sys::test::Pages::pfn);
         if let Some(p) = again {
-            assert!(!mapped(t, p));
-            assert_eq!(tables::is_sensitive(p), Some(true));
-            sys::test::free(p, 0);
+            assert!(!mapped(t, p.pfn()));
+            assert_eq!(tables::is_sensitive(p.pfn()), Some(true));
+            p.free();
         }
         // A page that is mapped needs a flush, which cannot be sent with interrupts off:
         // the allocation must fail rather than hand out a mapped page.
         let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
         let refused = tables::stats().refused;
-        match sys::test::free_then_alloc(kern, true, true) {
+        match kern.free_then_alloc(true, true) {
             Some(p) => {
-                assert!(!mapped(t, p));
-                sys::test::free(p, 0);
+                assert!(!mapped(t, p.pfn()));
+                p.free();
             }
             None => assert!(tables::stats().refused > refused),
         }
-        assert_eq!(again, Some(user));
+        assert_eq!(again_pfn, Some(user_pfn));
         Ok(())
     }
 
@@ -443,11 +468,11 @@ mod tests {
         let user = sys::test::alloc(true, false, 2).ok_or(ENOMEM)?;
         let kern = sys::test::alloc(false, false, 2).ok_or(ENOMEM)?;
         for i in 0..4 {
-            assert!(!mapped(t, user + i));
-            assert!(mapped(t, kern + i));
+            assert!(!mapped(t, user.pfn() + i));
+            assert!(mapped(t, kern.pfn() + i));
         }
-        sys::test::free(user, 2);
-        sys::test::free(kern, 2);
+        user.free();
+        kern.free();
         Ok(())
     }
 
@@ -476,17 +501,19 @@ mod tests {
         assert_eq!(clean.problems(), 0);
         assert!(clean.entries > 0 && clean.required_pages > 0);
         let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
-        let va = sys::test::vmap(user).ok_or(ENOMEM)?;
+        let user_pfn = user.pfn();
+        let alias = user.vmap().ok_or(ENOMEM)?;
+        let va = alias.va();
         let planted = tables::verify();
-        sys::test::vunmap(va);
+        drop(alias);
         let after = tables::verify();
-        sys::test::free(user, 0);
+        user.free();
         assert_eq!(planted.problems(), 1);
         assert_eq!(planted.sensitive_mapped, 1);
         let p = planted.listed().next().copied();
         assert_eq!(
             p.map(|p| (p.kind, p.va, p.pfn)),
-            Some((ProblemKind::SensitiveMapped, va, Some(user)))
+            Some((ProblemKind::SensitiveMapped, va, Some(user_pfn)))
         );
         assert_eq!(after.problems(), 0);
         Ok(())
@@ -498,21 +525,28 @@ mod tests {
             return Ok(());
         };
         let rw = crate::pgtable::bits::RW;
-        let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
-        sys::test::set_ro(kern, true)?;
+        let page = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        let kern = page.pfn();
+        // SAFETY: Nothing writes the page while it is read-only, and it is made writable again
+        // before it is freed; if that fails, it is never freed.
+        unsafe { page.set_read_only() }?;
         // CPA made the kernel's entry read-only; ASI's followed.
         let va = sys::layout().page_offset + (kern << 12);
         let entry = t.translate(va).map_or(0, |l| l.entry);
         // Plant a writable entry in ASI's direct map only.
-        let old = tables::test_set_direct_map_entry(kern, entry | rw);
+        // SAFETY: `entry` is 0 or ASI's leaf for the direct-map address of `kern`, which maps
+        // `kern`'s frame; with `rw` it still does, or is still not present.
+        let old = unsafe { tables::test_set_direct_map_entry(kern, entry | rw) };
         let planted = tables::verify();
         if let Some(old) = old {
-            tables::test_set_direct_map_entry(kern, old);
+            // SAFETY: `old` is what ASI's entry for `kern` was: not present, or a leaf of
+            // `kern`'s frame.
+            unsafe { tables::test_set_direct_map_entry(kern, old) };
         }
-        sys::test::set_ro(kern, false)?;
+        page.set_writable()?;
         let after = tables::verify();
         let writable_again = t.translate(va).is_some_and(|l| l.entry & rw != 0);
-        sys::test::free(kern, 0);
+        page.free();
         assert!(entry != 0 && entry & rw == 0);
         assert_eq!((planted.extra, planted.problems()), (1, 1));
         let p = planted.listed().next().copied();
@@ -545,7 +579,12 @@ mod tests {
                 } else {
                     pgd
                 };
-                checked &= mem.read(domain, i) == mem.read(src, i);
+                // SAFETY: `mm_domain()` passes the PGD and the nonsensitive table of an mm that
+                // it drops only after this returns: both are tables of `mem`.
+                let ours = unsafe { mem.read(domain, i) };
+                // SAFETY: `src` is that PGD, or the global nonsensitive top-level table, a table
+                // of `mem` that is never freed.
+                checked &= ours == unsafe { mem.read(src, i) };
             }
             // The kernel can run on it, as on the global table.
             let mut r = RunOn {
@@ -620,32 +659,42 @@ mod tests {
     }
 
     /// Runs the returns `seq` (indices into [`BETWEEN`]) through the kernel's machinery, on a
-    /// model state of the test's own: real exits from the nonsensitive tables at `pgd`, which
-    /// run the armed actions, and the kernel's return-to-user path, which runs the model.
+    /// model state of the test's own: real exits from the global nonsensitive tables of `t`,
+    /// which run the armed actions, and the kernel's return-to-user path, which runs the model.
     /// Checks the actions each site was asked to run against the eager model, step by step,
-    /// and this CPU's counters against both. IRQs off.
+    /// and this CPU's counters against both.
     /// Logs the details of a failure if `verbose`.
-    fn check_sequence(pgd: u64, seq: &[usize], verbose: bool) -> bool {
+    ///
+    /// # Safety
+    ///
+    /// Interrupts are disabled.
+    unsafe fn check_sequence(t: &tables::Tables, seq: &[usize], verbose: bool) -> bool {
         let cpu = sys::test::cpu();
         let setup = crate::mitigation::setup().copied();
         let Some(setup) = setup else { return false };
         let before = Action::ALL.map(|a| action_counts(cpu, a));
         let start = CpuState::new(MmId(0));
         let mut saved = sys::test::saved_policy(start);
-        sys::test::policy_swap(&mut saved);
+        // SAFETY: The caller guarantees that interrupts are disabled, and `saved` is a state
+        // of `saved_policy()`.
+        unsafe { sys::test::policy_swap(&mut saved) };
         sys::test::record_actions(true);
         for &i in seq {
             let Some(&(exit, mm)) = BETWEEN.get(i) else {
                 continue;
             };
             if let Some(foreign) = exit {
-                sys::test::exit(pgd, foreign);
+                // SAFETY: `t.pgd()` is the global nonsensitive top-level table, which maps the
+                // kernel's code, stacks and per-CPU data (`kernel_runs_on_nonsensitive_tables`).
+                unsafe { sys::test::exit(t.pgd(), foreign) };
             }
             sys::test::return_to_user(mm);
         }
         sys::test::record_actions(false);
         let (recorded, n) = sys::test::recorded();
-        sys::test::policy_swap(&mut saved);
+        // SAFETY: Interrupts are still disabled, and `saved` is the state the first swap
+        // returned.
+        unsafe { sys::test::policy_swap(&mut saved) };
 
         // The eager model, event by event.
         let mut model = start;
@@ -747,7 +796,6 @@ mod tests {
         let Some(t) = tables_or_none() else {
             return;
         };
-        let pgd = t.pgd();
         let mut sequences = 0u32;
         let mut failed = 0u32;
         let mut seq = [0usize; RETURNS];
@@ -762,7 +810,10 @@ mod tests {
                 let Some(seq) = seq.get(..len) else { continue };
                 let mut ok = false;
                 let verbose = failed == 0;
-                sys::test::with_irqs_off(&mut || ok = check_sequence(pgd, seq, verbose));
+                sys::test::with_irqs_off(&mut || {
+                    // SAFETY: `with_irqs_off()` runs this with interrupts disabled.
+                    ok = unsafe { check_sequence(t, seq, verbose) };
+                });
                 sequences += 1;
                 if !ok {
                     failed += 1;

@@ -51,8 +51,7 @@ pub(crate) fn init() {
     // user mode on each CPU clears the data state.
     let mut state = CpuState::new(MmId(0));
     state.step(Event::Interrupt);
-    sys::init_policy_states(state);
-    sys::policy_ready();
+    sys::start_policy(state);
     pr_info!("{}\n", BootLine(setup));
     for a in Action::ALL {
         if setup.support_of(a) == Support::None {

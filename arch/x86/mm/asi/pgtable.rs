@@ -215,7 +215,14 @@ impl Paging {
 }
 
 /// Page-table memory that also reaches the kernel's own tables.
-pub(crate) trait KernelTables: TableMemory {
+///
+/// # Safety
+///
+/// Implementors guarantee that an entry [`populate_kernel`](KernelTables::populate_kernel)
+/// returns points, if it is present and not a leaf, to the top of a tree of this memory (see
+/// [`TableMemory`]) at the level below, in the format of the kernel's tables, that stays one as
+/// long as the kernel's tables do.
+pub(crate) unsafe trait KernelTables: TableMemory {
     /// Makes the kernel's own tables have a table below the entry of `level` that covers `va`,
     /// so that the entry can be shared and never changes again. Returns the entry.
     fn populate_kernel(&mut self, level: Level, va: u64) -> Option<u64>;
@@ -273,7 +280,16 @@ struct Builder<'a, M, K, T> {
 /// derived from the kernel's mapping of the same address, for the pages `keep` is true for;
 /// the others are left not present (entry 0, no frame number kept). `pte_table` is called with
 /// the 2 MiB chunk number and physical address of each direct-map PTE table.
-pub(crate) fn build<M, K, T>(
+///
+/// The result, [`Built::pgd`], also that of a [`BuildError::NoMemory`], is the top of a tree of
+/// `mem` in `paging` (see [`TableMemory`]) for as long as the tree at `kernel_pgd` is one and the
+/// tables `build` allocated are not freed. No CPU translates through those tables yet.
+///
+/// # Safety
+///
+/// `kernel_pgd` is the top of a tree of `mem` in `paging` at `paging.top()`, and stays one
+/// while `build` runs.
+pub(crate) unsafe fn build<M, K, T>(
     mem: &mut M,
     paging: Paging,
     kernel_pgd: u64,
@@ -311,7 +327,10 @@ where
     };
     for i in paging.kernel_half() {
         let va = paging.top_entry_va(i);
-        if !b.entry(top, Some(kernel_pgd), pgd, i, va, None) {
+        // SAFETY: The caller guarantees that `kernel_pgd` is the top of a tree at `top`.
+        // `pgd` is a table of `mem` that `alloc_table()` just returned and that only this
+        // function knows of.
+        if !unsafe { b.entry(top, Some(kernel_pgd), pgd, i, va, None) } {
             return Err(BuildError::NoMemory(b.built));
         }
     }
@@ -327,7 +346,12 @@ where
     /// Fills entry `index` of `dst` (level `level`, covering `va`) from entry `index` of `src`,
     /// or from `leaf`, a large leaf of the kernel's tables above that covers `va`. Returns
     /// false if memory ran out.
-    fn entry(
+    ///
+    /// # Safety
+    ///
+    /// `src` is `None` or the top of a tree of `self.mem` in `self.paging` at `level`, which
+    /// stays one while the call runs; `dst` is a table of `self.mem` that this build allocated.
+    unsafe fn entry(
         &mut self,
         level: Level,
         src: Option<u64>,
@@ -340,7 +364,8 @@ where
         let Some(range) = Range::with_len(va, level.span()) else {
             return false;
         };
-        let mut src_entry = src.map_or(0, |t| self.mem.read(t, index));
+        // SAFETY: The caller guarantees that `src`, if any, is a table of `self.mem`.
+        let mut src_entry = src.map_or(0, |t| unsafe { self.mem.read(t, index) });
 
         if !range.overlaps(&self.layout.direct_map) {
             // Below the top level, this table is ASI's own: an empty kernel entry here would
@@ -360,7 +385,10 @@ where
                 Some(_) => 0,
                 None => src_entry,
             };
-            self.mem.write(dst, index, value);
+            // SAFETY: The caller guarantees that `dst` is a table this build allocated: nothing
+            // translates through it before `build()` returns. `value` keeps the result a tree:
+            // a leaf, 0, or an entry of the kernel's tree (`src` or `populate_kernel()`).
+            unsafe { self.mem.write(dst, index, value) };
             self.built.shared += 1;
             return true;
         }
@@ -378,7 +406,8 @@ where
             } else {
                 0
             };
-            self.mem.write(dst, index, value);
+            // SAFETY: As above; a 4 KiB entry is a leaf.
+            unsafe { self.mem.write(dst, index, value) };
             return true;
         }
 
@@ -389,7 +418,8 @@ where
             return false;
         };
         // Link the table first: on failure, everything allocated is reachable for freeing.
-        self.mem.write(dst, index, p.table_entry(table));
+        // SAFETY: As above; the entry points to a zeroed table, the top of a tree.
+        unsafe { self.mem.write(dst, index, p.table_entry(table)) };
         self.built.tables += 1;
         if below == Level::PTE {
             let chunk = (va - self.layout.direct_map.first) >> Level::PMD.shift();
@@ -404,7 +434,10 @@ where
         };
         for i in 0..ENTRIES {
             let child_va = va.wrapping_add((i as u64) << below.shift());
-            if !self.entry(below, child, table, i, child_va, leaf) {
+            // SAFETY: `child` is `None` or the next table of a present non-leaf entry of the tree
+            // at `src`, above the PTE level: the top of a tree at `below`. `table` is a table
+            // that this build allocated.
+            if !unsafe { self.entry(below, child, table, i, child_va, leaf) } {
                 return false;
             }
         }
@@ -414,15 +447,26 @@ where
 
 /// Frees what [`build`] allocated: every table reachable from `pgd` that the kernel's tables
 /// (`kernel_pgd`) do not also reach at the same place. `free` gets each table's physical
-/// address.
-pub(crate) fn free_built<M: TableMemory>(
+/// address, after the tables below it; the function reads no table after passing it to `free`.
+///
+/// # Safety
+///
+/// `pgd` and `kernel_pgd` are tops of trees of `mem` in `paging` at `paging.top()`, and stay
+/// so while the function runs, except for the tables passed to `free`. No table of the tree at
+/// `pgd` that the kernel's tables do not reach at the same place is linked from two entries, as
+/// in what [`build`] returns.
+pub(crate) unsafe fn free_built<M: TableMemory>(
     mem: &M,
     paging: Paging,
     pgd: u64,
     kernel_pgd: u64,
     free: &mut impl FnMut(u64),
 ) {
-    fn walk<M: TableMemory>(
+    /// # Safety
+    ///
+    /// `ours` and `theirs`, if any, are tops of trees of `mem` in `p` at `level`, as for
+    /// `free_built()`.
+    unsafe fn walk<M: TableMemory>(
         mem: &M,
         p: Paging,
         level: Level,
@@ -434,13 +478,18 @@ pub(crate) fn free_built<M: TableMemory>(
             return;
         };
         for i in 0..ENTRIES {
-            let e = mem.read(ours, i);
-            let k = theirs.map_or(0, |t| mem.read(t, i));
+            // SAFETY: The caller guarantees that `ours` is a table of `mem`.
+            let e = unsafe { mem.read(ours, i) };
+            // SAFETY: The caller guarantees that `theirs`, if any, is a table of `mem`.
+            let k = theirs.map_or(0, |t| unsafe { mem.read(t, i) });
             if e == k {
                 continue;
             }
             if let Some(child) = p.next_table(level, e) {
-                walk(mem, p, below, child, p.next_table(level, k), free);
+                // SAFETY: `child` and the next table of `k`, if any, are next tables of entries
+                // of the trees at `ours` and `theirs` above the PTE level: tops of trees at
+                // `below`.
+                unsafe { walk(mem, p, below, child, p.next_table(level, k), free) };
                 free(child);
             }
         }
@@ -450,11 +499,14 @@ pub(crate) fn free_built<M: TableMemory>(
         return;
     };
     for i in paging.kernel_half() {
-        let e = mem.read(pgd, i);
-        let k = mem.read(kernel_pgd, i);
+        // SAFETY: The caller guarantees that `pgd` is a table of `mem`.
+        let e = unsafe { mem.read(pgd, i) };
+        // SAFETY: The caller guarantees that `kernel_pgd` is a table of `mem`.
+        let k = unsafe { mem.read(kernel_pgd, i) };
         if e != k {
             if let Some(child) = paging.next_table(top, e) {
-                walk(mem, paging, below, child, paging.next_table(top, k), free);
+                // SAFETY: As in `walk()`, one level up.
+                unsafe { walk(mem, paging, below, child, paging.next_table(top, k), free) };
                 free(child);
             }
         }
@@ -496,18 +548,26 @@ mod tests {
             self.tables.insert(pa, std::vec![0; ENTRIES]);
             pa
         }
+        /// Entry `index` of `table`; panics if there is no such table.
+        fn entry(&self, table: u64, index: usize) -> u64 {
+            self.tables[&table][index]
+        }
+        /// Sets entry `index` of `table`; panics if there is no such table.
+        fn set_entry(&mut self, table: u64, index: usize, value: u64) {
+            self.tables.get_mut(&table).unwrap()[index] = value;
+        }
         /// Maps `va` to `pa` with a leaf at `level`, creating tables on the way.
         fn map(&mut self, p: Paging, pgd: u64, va: u64, pa: u64, level: Level, flags: u64) {
             let mut l = p.top();
             let mut t = pgd;
             while l != level {
                 let i = l.index(va);
-                let e = self.read(t, i);
+                let e = self.entry(t, i);
                 let next = match p.next_table(l, e) {
                     Some(n) => n,
                     None => {
                         let n = self.table();
-                        self.write(t, i, p.table_entry(n));
+                        self.set_entry(t, i, p.table_entry(n));
                         n
                     }
                 };
@@ -515,16 +575,19 @@ mod tests {
                 l = l.below().unwrap();
             }
             let psize = if level == Level::PTE { 0 } else { bits::PSE };
-            self.write(t, level.index(va), pa | flags | psize);
+            self.set_entry(t, level.index(va), pa | flags | psize);
         }
     }
 
-    impl TableMemory for Mem {
-        fn read(&self, table: u64, index: usize) -> u64 {
-            self.tables[&table][index]
+    // SAFETY: `read` and `write` look the table up in a map and the entry in a `Vec`, which is
+    // sound for every address and index: every address is a table of a `Mem` (one that holds
+    // none panics). `alloc_table` inserts a zeroed table.
+    unsafe impl TableMemory for Mem {
+        unsafe fn read(&self, table: u64, index: usize) -> u64 {
+            self.entry(table, index)
         }
-        fn write(&mut self, table: u64, index: usize, value: u64) {
-            self.tables.get_mut(&table).unwrap()[index] = value;
+        unsafe fn write(&mut self, table: u64, index: usize, value: u64) {
+            self.set_entry(table, index, value);
         }
         fn alloc_table(&mut self) -> Option<u64> {
             if let Some(l) = self.limit.as_mut() {
@@ -537,10 +600,17 @@ mod tests {
         }
     }
 
-    impl KernelTables for Mem {
+    // SAFETY: `populate_kernel` returns no entry.
+    unsafe impl KernelTables for Mem {
         fn populate_kernel(&mut self, _level: Level, _va: u64) -> Option<u64> {
             None
         }
+    }
+
+    /// [`translate`] in the tables of `m`.
+    fn lookup(m: &Mem, p: Paging, pgd: u64, va: u64) -> Option<kernel::mm::pgtable::Leaf> {
+        // SAFETY: Every address is a table of a `Mem`, so every table is the top of a tree.
+        unsafe { translate(m, p, pgd, va) }
     }
 
     const KERNEL_FLAGS: u64 = bits::PRESENT | RW | ACCESSED | DIRTY | bits::GLOBAL;
@@ -666,7 +736,9 @@ mod tests {
     ) -> (Mem, Paging, u64, Built, Vec<(usize, u64)>) {
         let (mut m, p, kpgd) = kernel(levels, dm);
         let mut ptes = Vec::new();
-        let built = build(&mut m, p, kpgd, layout(dm), keep, |c, t| ptes.push((c, t))).unwrap();
+        // SAFETY: Every address is a table of a `Mem`, so every table is the top of a tree.
+        let built =
+            unsafe { build(&mut m, p, kpgd, layout(dm), keep, |c, t| ptes.push((c, t))) }.unwrap();
         (m, p, kpgd, built, ptes)
     }
 
@@ -679,7 +751,7 @@ mod tests {
             assert_eq!(ptes.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
             for i in 0..(4 * 512u64) {
                 let va = dm + i * PAGE_SIZE;
-                let leaf = translate(&m, p, built.pgd, va).unwrap();
+                let leaf = lookup(&m, p, built.pgd, va).unwrap();
                 assert_eq!(leaf.level, Level::PTE);
                 assert_eq!(leaf.frame, i * PAGE_SIZE);
                 assert_eq!(leaf.entry & bits::GLOBAL, 0);
@@ -688,11 +760,11 @@ mod tests {
             }
             // The kernel image is reached through the very same top-level entry.
             let ki = p.top().index(0xffff_ffff_8100_0000);
-            assert_eq!(m.read(built.pgd, ki), m.read(kpgd, ki));
-            let leaf = translate(&m, p, built.pgd, 0xffff_ffff_8100_0000).unwrap();
+            assert_eq!(m.entry(built.pgd, ki), m.entry(kpgd, ki));
+            let leaf = lookup(&m, p, built.pgd, 0xffff_ffff_8100_0000).unwrap();
             assert_eq!((leaf.level, leaf.frame), (Level::PMD, 0x100_0000));
             // The user half is empty.
-            assert!((0..256).all(|i| m.read(built.pgd, i) == 0));
+            assert!((0..256).all(|i| m.entry(built.pgd, i) == 0));
         }
     }
 
@@ -702,19 +774,19 @@ mod tests {
         let (m, p, _, built, _) = built_tree(4, dm, |pa| pa != 0x3000 && pa != 0x40_1000);
         assert_eq!(built.mapped, 4 * 512 - 2);
         for va in [dm + 0x3000, dm + 0x40_1000] {
-            assert_eq!(translate(&m, p, built.pgd, va), None);
+            assert_eq!(lookup(&m, p, built.pgd, va), None);
             let pmd_t = p.next_table(Level::PUD, {
                 let pud_t = p
-                    .next_table(p.top(), m.read(built.pgd, p.top().index(va)))
+                    .next_table(p.top(), m.entry(built.pgd, p.top().index(va)))
                     .unwrap();
-                m.read(pud_t, Level::PUD.index(va))
+                m.entry(pud_t, Level::PUD.index(va))
             });
             let pte_t = p
-                .next_table(Level::PMD, m.read(pmd_t.unwrap(), Level::PMD.index(va)))
+                .next_table(Level::PMD, m.entry(pmd_t.unwrap(), Level::PMD.index(va)))
                 .unwrap();
-            assert_eq!(m.read(pte_t, Level::PTE.index(va)), 0);
+            assert_eq!(m.entry(pte_t, Level::PTE.index(va)), 0);
         }
-        assert!(translate(&m, p, built.pgd, dm + 0x4000).is_some());
+        assert!(lookup(&m, p, built.pgd, dm + 0x4000).is_some());
     }
 
     #[test]
@@ -723,18 +795,21 @@ mod tests {
         let (m, p, _, built, _) = built_tree(4, dm, |pa| pa != 0x3000);
         let mut sensitive_seen = 0;
         let mut tables = 0;
-        let stats = walk(
-            &m,
-            p,
-            built.pgd,
-            p.kernel_half(),
-            &mut |l| {
-                if l.frame == 0x3000 {
-                    sensitive_seen += 1;
-                }
-            },
-            &mut |_| tables += 1,
-        );
+        // SAFETY: Every address is a table of a `Mem`, so every table is the top of a tree.
+        let stats = unsafe {
+            walk(
+                &m,
+                p,
+                built.pgd,
+                p.kernel_half(),
+                &mut |l| {
+                    if l.frame == 0x3000 {
+                        sensitive_seen += 1;
+                    }
+                },
+                &mut |_| tables += 1,
+            )
+        };
         assert_eq!(sensitive_seen, 0);
         // 2047 direct-map pages, the kernel image leaf and the vmalloc page.
         assert_eq!(stats.leaves, 2047 + 2);
@@ -748,7 +823,8 @@ mod tests {
             let (mut m, p, kpgd) = kernel(4, dm);
             let before = m.tables.len();
             m.limit = Some(limit);
-            let r = build(&mut m, p, kpgd, layout(dm), |_| true, |_, _| {});
+            // SAFETY: Every address is a table of a `Mem`, so every table is the top of a tree.
+            let r = unsafe { build(&mut m, p, kpgd, layout(dm), |_| true, |_, _| {}) };
             let partial = match r {
                 Err(BuildError::NoMemory(b)) => b,
                 Ok(b) => {
@@ -762,7 +838,8 @@ mod tests {
                 continue;
             }
             let mut freed = Vec::new();
-            free_built(&m, p, partial.pgd, kpgd, &mut |t| freed.push(t));
+            // SAFETY: As for `build()`; `build()` links each of its tables once.
+            unsafe { free_built(&m, p, partial.pgd, kpgd, &mut |t| freed.push(t)) };
             assert_eq!(freed.len(), m.tables.len() - before, "limit {limit}");
             assert_eq!(freed.len(), partial.tables);
         }
@@ -775,10 +852,9 @@ mod tests {
             direct_map: Range::with_len(0xffff_8880_0000_1000, 2 << 20).unwrap(),
             dynamic: Range::with_len(0xffff_c900_0000_0000, 1 << 30).unwrap(),
         };
-        assert_eq!(
-            build(&mut m, p, kpgd, bad, |_| true, |_, _| {}),
-            Err(BuildError::Layout)
-        );
+        // SAFETY: Every address is a table of a `Mem`, so every table is the top of a tree.
+        let r = unsafe { build(&mut m, p, kpgd, bad, |_| true, |_, _| {}) };
+        assert_eq!(r, Err(BuildError::Layout));
     }
 
     #[test]

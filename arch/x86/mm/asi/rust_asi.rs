@@ -48,6 +48,7 @@ fn current_status() -> status::Status {
         enabled: sys::boot_cpu_has_asi(),
         request: sys::boot_request(),
         pti: sys::pti_on(),
+        off_reason: sys::off_reason(),
         pcid: snap.pcid,
         cpus_online: census.online,
         cpus_flagged: census.flagged,
@@ -60,31 +61,41 @@ fn current_status() -> status::Status {
 fn cr3_encoding_of(snap: &sys::Cr3Snapshot) -> Result<cr3::Cr3, cr3::Cr3Error> {
     // The kernel's ASID allocator does not reserve ASI's PCID bit yet.
     let layout = cr3::PcidLayout::new(snap.pti_pcid, true);
-    cr3::Cr3Encoder::new(snap.pcid, layout).sensitive(snap.pgd_pa, snap.asid, snap.lam)
+    let enc = cr3::Cr3Encoder::new(snap.pcid, layout, snap.me_mask);
+    enc.sensitive(snap.pgd_pa, snap.asid, snap.lam)
 }
 
-/// Initialises ASI's state and logs it. Called from an early initcall, before SMP bring-up.
+/// Builds the nonsensitive page tables and sets up the mitigation actions: the part of ASI's
+/// setup that is Rust's. Called by `asi_setup()` on the boot CPU before alternatives are
+/// patched; on failure nothing is left allocated and ASI stays off.
 ///
 /// # Safety
 ///
 /// No requirements: the function is `unsafe` only because `#[export]` checks it against the
 /// bindgen declaration of its C prototype, which is `unsafe`. It is called once, from
-/// `asi_early_init()` in `arch/x86/mm/asi/asi.c`.
+/// `asi_setup()` in `arch/x86/mm/asi/asi.c`.
+#[export]
+pub unsafe extern "C" fn asi_core_setup() -> c_int {
+    if let Err(e) = tables::init() {
+        return e.to_errno();
+    }
+    mitigation::init();
+    0
+}
+
+/// Logs ASI's state. Called from an early initcall, before SMP bring-up.
+///
+/// # Safety
+///
+/// No requirements, see [`asi_core_setup`]. It is called once, from `asi_early_init()` in
+/// `arch/x86/mm/asi/asi.c`.
 #[export]
 pub unsafe extern "C" fn asi_core_init() -> c_int {
     let status = current_status();
     pr_info!("{}\n", status.boot_line());
-    // asi_check_boottime() sets the flag from the request; anything else is a kernel bug.
+    // asi_check_boottime() and asi_setup() set the flag and the reason together; anything else
+    // is a kernel bug.
     kernel::warn_on!(status.enabled != status.expected());
-    if status.enabled {
-        mitigation::init();
-        if let Err(e) = tables::init() {
-            pr_err!(
-                "cannot build the nonsensitive page tables ({:?}); user data stays mapped\n",
-                e
-            );
-        }
-    }
     0
 }
 
@@ -133,10 +144,12 @@ pub unsafe extern "C" fn asi_make_sensitive(
 ///
 /// # Safety
 ///
-/// The caller owns the pages: it is allocating them.
+/// The caller owns the pages: it is allocating them, and has mapped them in the kernel's
+/// direct map (`post_alloc_hook()`).
 #[export]
 pub unsafe extern "C" fn asi_make_nonsensitive(pfn: usize, nr: usize) {
-    tables::make_nonsensitive(pfn as u64, nr as u64)
+    // SAFETY: As guaranteed by the caller.
+    unsafe { tables::make_nonsensitive(pfn as u64, nr as u64) }
 }
 
 /// Follows a change of the kernel's direct map, see [`tables::mirror`].

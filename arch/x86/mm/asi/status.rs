@@ -59,6 +59,62 @@ impl BootRequest {
     }
 }
 
+/// Why `asi=on` left ASI off (`enum asi_off_reason` in `asm/asi.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OffReason {
+    /// Not refused: ASI is on, or was not asked for.
+    None,
+    /// PTI is on.
+    Pti,
+    /// The CPU is affected by Meltdown and PTI is off.
+    Meltdown,
+    /// `mitigations=off`.
+    MitigationsOff,
+    /// A hypervisor's remote TLB flush, which may miss the nonsensitive address spaces.
+    PvFlush,
+    /// A step of the setup failed.
+    SetupFailed,
+}
+
+impl OffReason {
+    /// Converts the value of the C enum, `None` for a value the enum does not have.
+    pub(crate) fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::None),
+            1 => Some(Self::Pti),
+            2 => Some(Self::Meltdown),
+            3 => Some(Self::MitigationsOff),
+            4 => Some(Self::PvFlush),
+            5 => Some(Self::SetupFailed),
+            _ => None,
+        }
+    }
+
+    /// The name used in the status file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Pti => "pti",
+            Self::Meltdown => "meltdown",
+            Self::MitigationsOff => "mitigations_off",
+            Self::PvFlush => "pv_tlb_flush",
+            Self::SetupFailed => "setup_failed",
+        }
+    }
+
+    /// The end of the boot line of a refused `asi=on`.
+    fn text(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Pti => "PTI is on",
+            Self::Meltdown => "the CPU is affected by Meltdown",
+            Self::MitigationsOff => "mitigations=off",
+            Self::PvFlush => "the hypervisor's remote TLB flush is not supported",
+            Self::SetupFailed => "its setup failed",
+        }
+    }
+}
+
 /// A snapshot of ASI's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Status {
@@ -68,6 +124,8 @@ pub(crate) struct Status {
     pub(crate) request: BootRequest,
     /// Whether PTI is on, which keeps ASI off.
     pub(crate) pti: bool,
+    /// Why the kernel left ASI off although `asi=on` asked for it.
+    pub(crate) off_reason: OffReason,
     /// Whether the CPU tags TLB entries with PCIDs.
     pub(crate) pcid: bool,
     /// Online CPUs.
@@ -85,9 +143,9 @@ impl Status {
         self.enabled == self.expected() && self.cpus_flagged == expected
     }
 
-    /// Whether ASI should be on: asked for, and PTI off.
+    /// Whether ASI should be on: asked for, PTI off and not refused for another reason.
     pub(crate) fn expected(&self) -> bool {
-        self.request.wants_asi() && !self.pti
+        self.request.wants_asi() && !self.pti && self.off_reason == OffReason::None
     }
 
     /// The line logged at boot, without the `asi: ` prefix.
@@ -102,6 +160,7 @@ impl fmt::Display for Status {
         writeln!(f, "enabled: {}", yes_no(self.enabled))?;
         writeln!(f, "boot_param: {}", self.request.name())?;
         writeln!(f, "pti: {}", yes_no(self.pti))?;
+        writeln!(f, "off_reason: {}", self.off_reason.name())?;
         writeln!(f, "pcid: {}", yes_no(self.pcid))?;
         writeln!(f, "cpus_online: {}", self.cpus_online)?;
         writeln!(f, "cpus_with_flag: {}", self.cpus_flagged)?;
@@ -132,6 +191,8 @@ impl fmt::Display for BootLine<'_> {
             write!(f, ", {pcid} PCID")?;
         } else if s.request.wants_asi() && s.pti {
             write!(f, ", but PTI is on")?;
+        } else if s.request.wants_asi() && s.off_reason != OffReason::None {
+            write!(f, ", but {}", s.off_reason.text())?;
         }
         Ok(())
     }
@@ -155,6 +216,7 @@ mod tests {
             enabled,
             request,
             pti: false,
+            off_reason: OffReason::None,
             pcid: false,
             cpus_online: 2,
             cpus_flagged: if enabled { 2 } else { 0 },
@@ -169,6 +231,13 @@ mod tests {
         assert_eq!(BootRequest::from_raw(2), Some(BootRequest::Off));
         assert_eq!(BootRequest::from_raw(3), Some(BootRequest::Invalid));
         assert_eq!(BootRequest::from_raw(4), None);
+        assert_eq!(OffReason::from_raw(0), Some(OffReason::None));
+        assert_eq!(OffReason::from_raw(1), Some(OffReason::Pti));
+        assert_eq!(OffReason::from_raw(2), Some(OffReason::Meltdown));
+        assert_eq!(OffReason::from_raw(3), Some(OffReason::MitigationsOff));
+        assert_eq!(OffReason::from_raw(4), Some(OffReason::PvFlush));
+        assert_eq!(OffReason::from_raw(5), Some(OffReason::SetupFailed));
+        assert_eq!(OffReason::from_raw(6), None);
     }
 
     #[test]
@@ -188,6 +257,7 @@ mod tests {
                 "enabled: yes\n",
                 "boot_param: on\n",
                 "pti: no\n",
+                "off_reason: none\n",
                 "pcid: no\n",
                 "cpus_online: 2\n",
                 "cpus_with_flag: 2\n",
@@ -222,6 +292,13 @@ mod tests {
         let mut both = status(true, BootRequest::On);
         both.pti = true;
         assert!(!both.consistent());
+        // So do the other refusals.
+        let mut refused = status(false, BootRequest::On);
+        refused.off_reason = OffReason::MitigationsOff;
+        assert!(refused.consistent());
+        refused.enabled = true;
+        refused.cpus_flagged = 2;
+        assert!(!refused.consistent());
     }
 
     #[test]
@@ -246,5 +323,21 @@ mod tests {
             pti.boot_line().to_string(),
             "Address Space Isolation disabled (asi=on), but PTI is on"
         );
+        let mut off = status(false, BootRequest::On);
+        off.off_reason = OffReason::MitigationsOff;
+        assert_eq!(
+            off.boot_line().to_string(),
+            "Address Space Isolation disabled (asi=on), but mitigations=off"
+        );
+        off.off_reason = OffReason::PvFlush;
+        assert!(off
+            .boot_line()
+            .to_string()
+            .ends_with("TLB flush is not supported"));
+        off.off_reason = OffReason::SetupFailed;
+        assert!(off
+            .boot_line()
+            .to_string()
+            .ends_with(", but its setup failed"));
     }
 }

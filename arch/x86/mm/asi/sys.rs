@@ -3,16 +3,23 @@
 //! The ASI crate's only calls into C.
 //!
 //! Each function here wraps one function of `arch/x86/include/asm/asi.h` and turns its result
-//! into a safe Rust value. No other module of the crate uses `kernel::bindings` or `unsafe`.
+//! into a safe Rust value. No other module of the crate calls into `kernel::bindings`.
+//!
+//! A wrapper is safe only if it is sound whatever its arguments. One that reaches memory at an
+//! address its caller names (a page-table page, a page, a page table to load) or whose
+//! soundness depends on the context it runs in is an `unsafe fn`, whose `# Safety` section says
+//! what the caller guarantees. The pages a test allocates come as a `test::Pages`, which owns
+//! them.
 
 use crate::{
     actions::{Site, Support},
     policy::{Action, Actions, CpuState, Pending},
-    status::BootRequest,
+    status::{BootRequest, OffReason},
 };
 use kernel::{
     bindings,
     str::{CStr, CStrExt},
+    sync::atomic::{Atomic, Full},
 };
 
 /// What the `asi=` boot parameter asked for.
@@ -40,6 +47,20 @@ pub(crate) fn boot_cpu_has_asi() -> bool {
 pub(crate) fn pti_on() -> bool {
     // SAFETY: No preconditions.
     unsafe { bindings::asi_pti_on() }
+}
+
+/// Why the kernel left ASI off although `asi=on` asked for it.
+pub(crate) fn off_reason() -> OffReason {
+    // SAFETY: No preconditions; it reads a variable that is only written during early boot.
+    let raw = unsafe { bindings::asi_off_reason() };
+    match OffReason::from_raw(raw) {
+        Some(reason) => reason,
+        None => {
+            // The C enum and `OffReason` disagree: a kernel bug.
+            kernel::warn_on!(true);
+            OffReason::None
+        }
+    }
 }
 
 /// How many online CPUs there are, and how many of them show the `asi` flag.
@@ -70,6 +91,8 @@ pub(crate) struct Cr3Snapshot {
     pub(crate) pgd_pa: u64,
     /// LAM bits of the loaded mm.
     pub(crate) lam: u64,
+    /// The memory-encryption bit that every CR3 carries (`sme_me_mask`), 0 without SME.
+    pub(crate) me_mask: u64,
     /// ASID of the loaded mm on this CPU.
     pub(crate) asid: u16,
     /// Whether the CPU uses PCIDs.
@@ -88,6 +111,7 @@ pub(crate) fn cr3_snapshot() -> Cr3Snapshot {
         cr3: raw.cr3,
         pgd_pa: raw.pgd_pa,
         lam: raw.lam,
+        me_mask: raw.me_mask,
         asid: raw.asid,
         pcid: raw.pcid,
         pti_pcid: raw.pti_pcid,
@@ -104,42 +128,55 @@ pub(crate) fn layout() -> bindings::asi_layout {
 
 /// Page-table memory, reached through the kernel's direct map.
 ///
+/// Its tables (see [`TableMemory`]) are the page-table pages of the kernel's own tables
+/// (`init_mm`'s and each mm's PGD and the tables below), while the kernel keeps them allocated,
+/// and ASI's: each page [`alloc_table`](crate::pgtable::TableMemory::alloc_table) or
+/// [`alloc_domain`] returned, until [`free_table`] frees it. All of them are kernel memory that
+/// the kernel's direct map maps; ASI's direct map maps them too, and where it would not, the
+/// access faults and leaves the nonsensitive space first.
+///
+/// [`TableMemory`]: crate::pgtable::TableMemory
+///
 /// # Invariants
 ///
-/// Every table address passed to the [`TableMemory`] methods is the physical address of a
-/// page-table page that the kernel's direct map maps and that stays allocated while it is
-/// used: a table of the kernel's own tree or of ASI's.
+/// `page_offset` is the kernel's `PAGE_OFFSET`.
 pub(crate) struct DirectMapTables {
     page_offset: u64,
 }
 
 impl DirectMapTables {
-    /// Page-table access through the direct map at `page_offset`.
-    ///
-    /// # Safety
-    ///
-    /// `page_offset` is the kernel's `PAGE_OFFSET`, and the caller upholds the invariant of
-    /// [`DirectMapTables`] for every table address it passes.
-    pub(crate) unsafe fn new(page_offset: u64) -> Self {
-        DirectMapTables { page_offset }
+    /// Page-table access through the kernel's direct map.
+    pub(crate) fn new() -> Self {
+        // INVARIANT: `asi_get_layout()` reports `PAGE_OFFSET`.
+        DirectMapTables {
+            page_offset: layout().page_offset,
+        }
     }
 
+    /// The direct-map address of entry `index` (modulo [`ENTRIES`]) of the table at `table`.
+    ///
+    /// [`ENTRIES`]: crate::pgtable::ENTRIES
     fn entry(&self, table: u64, index: usize) -> *mut u64 {
         let index = index % crate::pgtable::ENTRIES;
         (self.page_offset.wrapping_add(table) as usize as *mut u64).wrapping_add(index)
     }
 }
 
-impl crate::pgtable::TableMemory for DirectMapTables {
-    fn read(&self, table: u64, index: usize) -> u64 {
-        // SAFETY: By the type invariant `table` is a mapped page-table page, and `entry()`
-        // keeps the index inside it. Entries are naturally aligned `u64`s that other CPUs
-        // may change concurrently: a volatile read is the `READ_ONCE()` the kernel uses.
+// SAFETY: By the type invariant, `entry()` of a table is the address of one of its entries in
+// the kernel's direct map, whose mapping of a page-table page stays while the page is
+// allocated; the index is kept inside the table. `alloc_table` returns pages of
+// `asi_alloc_table()`, which are zeroed.
+unsafe impl crate::pgtable::TableMemory for DirectMapTables {
+    unsafe fn read(&self, table: u64, index: usize) -> u64 {
+        // SAFETY: The caller guarantees that `table` is a table of this memory: `entry()` is a
+        // mapped, naturally aligned `u64` inside it. Other CPUs may change it concurrently: a
+        // volatile read is the `READ_ONCE()` the kernel uses.
         unsafe { core::ptr::read_volatile(self.entry(table, index)) }
     }
 
-    fn write(&mut self, table: u64, index: usize, value: u64) {
-        // SAFETY: As for `read`; the entry is written in one store (`WRITE_ONCE()`).
+    unsafe fn write(&mut self, table: u64, index: usize, value: u64) {
+        // SAFETY: As for `read`; the entry is written in one store (`WRITE_ONCE()`), and the
+        // caller guarantees that no CPU translates through the table.
         unsafe { core::ptr::write_volatile(self.entry(table, index), value) }
     }
 
@@ -151,7 +188,10 @@ impl crate::pgtable::TableMemory for DirectMapTables {
     }
 }
 
-impl crate::pgtable::KernelTables for DirectMapTables {
+// SAFETY: `asi_populate_kernel()` returns an entry of the kernel's own tables, `init_mm`'s,
+// which points, if it is present and not a leaf, to a kernel page table: a table of this memory
+// and the top of a tree in the kernel's format, as long as the kernel keeps its tables.
+unsafe impl crate::pgtable::KernelTables for DirectMapTables {
     fn populate_kernel(&mut self, level: crate::pgtable::Level, va: u64) -> Option<u64> {
         // SAFETY: `asi_populate_kernel()` only allocates kernel page tables the way the
         // kernel does on demand; it may sleep, see `alloc_table`.
@@ -161,18 +201,37 @@ impl crate::pgtable::KernelTables for DirectMapTables {
 }
 
 impl DirectMapTables {
-    /// Writes entry `index` of the table at `table` through a shared reference: the caller
-    /// owns that entry (it belongs to a page the caller is allocating, or is protected by the
-    /// caller's lock), so no other writer can race with it.
-    pub(crate) fn write_owned(&self, table: u64, index: usize, value: u64) {
-        // SAFETY: As for `TableMemory::write`.
+    /// Writes entry `index` of the table at `table` through a shared reference, in one store
+    /// (`WRITE_ONCE()`), as CPUs may translate through the table meanwhile.
+    ///
+    /// The caller is meant to own that entry (it belongs to a page the caller is allocating, or
+    /// to a table nothing else knows of yet, or is protected by the caller's lock). Two writers
+    /// of one entry do not tear it, but the later store wins.
+    ///
+    /// # Safety
+    ///
+    /// - `table` is a table of this memory (see [`DirectMapTables`]).
+    /// - If a CPU may translate through `table`, `value` is not present, or is a leaf that maps
+    ///   its addresses to the frames the kernel's own tables map them to.
+    pub(crate) unsafe fn write_owned(&self, table: u64, index: usize, value: u64) {
+        // SAFETY: The caller guarantees that `table` is a table of this memory: `entry()` is a
+        // mapped, naturally aligned `u64` inside it. The caller also guarantees that the new
+        // entry maps nothing but what the kernel maps, so code running on these tables sees
+        // the kernel's memory or faults.
         unsafe { core::ptr::write_volatile(self.entry(table, index), value) }
     }
 }
 
-/// Frees a table allocated by [`DirectMapTables`]'s `alloc_table`.
-pub(crate) fn free_table(table: u64) {
-    // SAFETY: The callers pass tables that ASI allocated and no longer links anywhere.
+/// Frees a table of [`DirectMapTables`]'s `alloc_table` or of [`alloc_domain`].
+///
+/// # Safety
+///
+/// `table` came from one of those and has not been freed since. No table links it any more, no
+/// CPU translates through it or still holds translations cached from it, and nothing reads it
+/// after this call.
+pub(crate) unsafe fn free_table(table: u64) {
+    // SAFETY: The caller guarantees that `table` is a page of `asi_alloc_table()` or
+    // `asi_alloc_domain()` (both `get_zeroed_page()`) that nothing uses any more.
     unsafe { bindings::asi_free_table(table) }
 }
 
@@ -189,16 +248,10 @@ pub(crate) fn kernel_leaf(va: u64) -> Option<(crate::pgtable::Level, u64)> {
     (e != 0).then_some((l, e))
 }
 
-/// Flushes `[start, end)` of the kernel address space from the TLB of every CPU. Sends IPIs:
-/// only in task context with interrupts enabled.
-pub(crate) fn flush_kernel_range(start: u64, end: u64) {
-    // SAFETY: The callers only flush where IPIs may be sent (`asi_alloc_sensitive()` checks).
-    unsafe { bindings::asi_flush_kernel_range(start as usize, end as usize) }
-}
-
-/// Flushes the whole TLB of every CPU. Sends IPIs, see [`flush_kernel_range`].
+/// Flushes the whole TLB of every CPU, global entries included. Sends IPIs: only in task
+/// context with interrupts enabled.
 pub(crate) fn flush_kernel_all() {
-    // SAFETY: As for `flush_kernel_range`.
+    // SAFETY: The callers only flush where IPIs may be sent (`asi_alloc_sensitive()` checks).
     unsafe { bindings::asi_flush_kernel_all() }
 }
 
@@ -212,15 +265,26 @@ pub(crate) fn batch_alloc(pfns: &mut [usize], movable: bool) -> usize {
 }
 
 /// Frees the pages [`batch_alloc`] returned.
-pub(crate) fn batch_free(pfns: &[usize]) {
+///
+/// # Safety
+///
+/// `pfns` holds pages that [`batch_alloc`] returned and that have not been freed since, each
+/// once, and nothing uses them any more.
+pub(crate) unsafe fn batch_free(pfns: &[usize]) {
     let n = u32::try_from(pfns.len()).unwrap_or(0);
-    // SAFETY: `pfns` holds pages `batch_alloc()` allocated, each freed once, here.
+    // SAFETY: `pfns` is valid for reads of `n` entries, and the caller guarantees that they
+    // are pages of `asi_batch_alloc()` that nothing uses, each freed once, here.
     unsafe { bindings::asi_batch_free(pfns.as_ptr(), n) }
 }
 
 /// Zeroes the page `pfn` through the kernel's direct map.
-pub(crate) fn clear_page(pfn: u64) {
-    // SAFETY: The callers pass a page they are allocating, which nothing else uses.
+///
+/// # Safety
+///
+/// The caller owns the page `pfn`, which the kernel's direct map maps: it is allocating it, and
+/// nothing else reads or writes the page while it is zeroed.
+pub(crate) unsafe fn clear_page(pfn: u64) {
+    // SAFETY: The caller guarantees that the page is mapped and that nothing else uses it.
     unsafe { bindings::asi_clear_page(pfn as usize) }
 }
 
@@ -362,23 +426,26 @@ const _: () = assert!(
         && core::mem::align_of::<CpuState>() <= 8
 );
 
-/// Sets the model's state of every possible CPU to `state`, before [`policy_ready`].
-pub(crate) fn init_policy_states(state: CpuState) {
+/// Sets the model's state of every possible CPU to `state`, then lets the kernel use the states
+/// (`asi_policy_ready()`). Only the first call does anything: once the kernel uses the states,
+/// writing them would race with it.
+pub(crate) fn start_policy(state: CpuState) {
+    static STARTED: Atomic<u64> = Atomic::new(0);
+
+    if STARTED.cmpxchg(0, 1, Full).is_err() {
+        return;
+    }
     for cpu in 0..nr_cpu_ids() {
         // SAFETY: No preconditions; NULL for a CPU that is not possible.
         let p = unsafe { bindings::asi_policy_state(cpu as kernel::ffi::c_int) }.cast::<CpuState>();
         if !p.is_null() {
             // SAFETY: `p` is per-CPU memory of `ASI_POLICY_STATE_BYTES`, 8-byte aligned,
             // which the assertion above shows fits a `CpuState`. Nothing reads it before
-            // `policy_ready()`.
+            // `asi_policy_ready()`, which only this first call makes, below.
             unsafe { p.write(state) };
         }
     }
-}
-
-/// Lets the kernel use the model's states, after [`init_policy_states`].
-pub(crate) fn policy_ready() {
-    // SAFETY: No preconditions.
+    // SAFETY: No preconditions; every possible CPU's state is written.
     unsafe { bindings::asi_policy_ready() }
 }
 
@@ -386,14 +453,14 @@ pub(crate) fn policy_ready() {
 ///
 /// # Safety
 ///
-/// The caller runs with interrupts disabled, outside NMI context, after [`policy_ready`], and
+/// The caller runs with interrupts disabled, outside NMI context, after [`start_policy`], and
 /// not from inside another call of this function: then nothing else accesses the state while
 /// `f` runs.
 pub(crate) unsafe fn with_this_cpu_policy<R>(f: impl FnOnce(&mut CpuState) -> R) -> R {
     // SAFETY: No preconditions; with a negative CPU the result is this CPU's state.
     let p = unsafe { bindings::asi_policy_state(-1) }.cast::<CpuState>();
-    // SAFETY: `init_policy_states()` wrote a `CpuState` there, and the caller guarantees that
-    // this is the only reference to it.
+    // SAFETY: `start_policy()` wrote a `CpuState` there, and the caller guarantees that this is
+    // the only reference to it.
     f(unsafe { &mut *p })
 }
 
@@ -480,51 +547,159 @@ pub(crate) mod test {
     use crate::{actions::Site, policy::Actions};
     use kernel::bindings;
 
+    /// Pages that a test allocated with [`alloc`], until it frees them with [`Pages::free`].
+    ///
+    /// A value that is dropped instead leaks its pages.
+    ///
+    /// # Invariants
+    ///
+    /// `pfn` is the first of `1 << order` pages that `asi_test_alloc()` (or, for order 0,
+    /// `asi_test_free_then_alloc()`) allocated for this value alone. They stay allocated, and
+    /// mapped in the kernel's direct map, as long as it exists.
+    pub(crate) struct Pages {
+        pfn: u64,
+        order: u32,
+    }
+
     /// Allocates `1 << order` pages for user data (`user`) or for the kernel, with interrupts
-    /// disabled and without sleeping if `irqs_off`. The first PFN, `None` on failure.
-    pub(crate) fn alloc(user: bool, irqs_off: bool, order: u32) -> Option<u64> {
-        // SAFETY: No preconditions; the pages belong to the caller, who frees them with
-        // `free()`.
+    /// disabled and without sleeping if `irqs_off`. `None` on failure.
+    pub(crate) fn alloc(user: bool, irqs_off: bool, order: u32) -> Option<Pages> {
+        // SAFETY: No preconditions; the pages belong to the caller.
         let pfn = unsafe { bindings::asi_test_alloc(user, irqs_off, order) };
-        (pfn != 0).then_some(pfn as u64)
+        // INVARIANT: A PFN that is not 0 starts an allocation of `1 << order` pages.
+        (pfn != 0).then_some(Pages {
+            pfn: pfn as u64,
+            order,
+        })
     }
 
-    /// Frees the order-0 page `pfn` and allocates one like [`alloc`] on the same CPU.
-    pub(crate) fn free_then_alloc(pfn: u64, user: bool, irqs_off: bool) -> Option<u64> {
-        // SAFETY: The tests pass an order-0 page `alloc()` returned, which this frees once.
-        let pfn = unsafe { bindings::asi_test_free_then_alloc(pfn as usize, user, irqs_off) };
-        (pfn != 0).then_some(pfn as u64)
+    impl Pages {
+        /// The first PFN.
+        pub(crate) fn pfn(&self) -> u64 {
+            self.pfn
+        }
+
+        /// Frees the pages.
+        pub(crate) fn free(self) {
+            // SAFETY: By the type invariant, the pages are an allocation of this order that
+            // only `self` uses; `self` is gone after this, so they are freed once.
+            unsafe { bindings::asi_test_free(self.pfn as usize, self.order) }
+        }
+
+        /// Frees the page, an order-0 one, and allocates one like [`alloc`] on the same CPU.
+        /// `None` if that fails, or if there is more than one page (which are freed).
+        pub(crate) fn free_then_alloc(self, user: bool, irqs_off: bool) -> Option<Pages> {
+            if self.order != 0 {
+                self.free();
+                return None;
+            }
+            // SAFETY: By the type invariant, `self.pfn` is an order-0 allocation that only
+            // `self` uses; `self` is gone after this, so it is freed once.
+            let pfn =
+                unsafe { bindings::asi_test_free_then_alloc(self.pfn as usize, user, irqs_off) };
+            // INVARIANT: A PFN that is not 0 is an order-0 page allocated for the result.
+            (pfn != 0).then_some(Pages {
+                pfn: pfn as u64,
+                order: 0,
+            })
+        }
+
+        /// Fills the first page with `value` through the kernel's direct map.
+        pub(crate) fn fill(&mut self, value: u8) {
+            // SAFETY: By the type invariant, the page is allocated and mapped, and only `self`
+            // uses it, which is borrowed mutably.
+            unsafe { bindings::asi_test_fill(self.pfn as usize, value) }
+        }
+
+        /// Whether every byte of the first page is `value`.
+        pub(crate) fn is_filled(&self, value: u8) -> bool {
+            // SAFETY: By the type invariant, the page is allocated and mapped.
+            unsafe { bindings::asi_test_is_filled(self.pfn as usize, value) }
+        }
+
+        /// Reads the first word of the first page through the kernel's direct map.
+        pub(crate) fn read(&self) -> u64 {
+            // SAFETY: By the type invariant, the page is allocated and mapped.
+            unsafe { bindings::asi_test_read_page(self.pfn as usize) }
+        }
+
+        /// Reads the first word of the first page from an NMI (`nmi`) or an interrupt this CPU
+        /// sends itself, inside [`with_nested`]. Must run with IRQs and preemption disabled (in
+        /// [`run_restricted`]); for the interrupt it enables IRQs while it waits.
+        pub(crate) fn nested_read(&self, nmi: bool) -> kernel::error::Result<u64> {
+            let mut value = 0;
+            // SAFETY: By the type invariant, the page is allocated and mapped; `value` is valid
+            // for writes.
+            let r =
+                unsafe { bindings::asi_test_nested_read_page(self.pfn as usize, nmi, &mut value) };
+            kernel::error::to_result(r).map(|()| value)
+        }
+
+        /// Maps the first page a second time, in the vmalloc area, until the result is
+        /// dropped. `None` on failure.
+        pub(crate) fn vmap(&self) -> Option<Vmap<'_>> {
+            // SAFETY: By the type invariant, the page is allocated; the mapping borrows `self`,
+            // so the page is not freed before the mapping is removed.
+            let va = unsafe { bindings::asi_test_vmap(self.pfn as usize) };
+            // INVARIANT: A non-zero address is the new mapping.
+            (va != 0).then_some(Vmap {
+                va: va as u64,
+                _pages: core::marker::PhantomData,
+            })
+        }
+
+        /// Makes the kernel's direct-map entry of the first page read-only.
+        ///
+        /// # Safety
+        ///
+        /// Nothing writes the page while it is read-only (no [`Pages::fill`]), and
+        /// [`Pages::set_writable`] makes it writable again before it is freed.
+        pub(crate) unsafe fn set_read_only(&self) -> kernel::error::Result {
+            // SAFETY: By the type invariant, the page is allocated; the caller guarantees that
+            // nothing writes it while it is read-only, and that it is not freed so.
+            kernel::error::to_result(unsafe { bindings::asi_test_set_ro(self.pfn as usize, true) })
+        }
+
+        /// Makes the kernel's direct-map entry of the first page writable again.
+        pub(crate) fn set_writable(&self) -> kernel::error::Result {
+            // SAFETY: By the type invariant, the page is allocated, and only `self` uses it.
+            kernel::error::to_result(unsafe { bindings::asi_test_set_ro(self.pfn as usize, false) })
+        }
     }
 
-    /// Frees what [`alloc`] returned.
-    pub(crate) fn free(pfn: u64, order: u32) {
-        // SAFETY: The tests pass what `alloc()` returned, once.
-        unsafe { bindings::asi_test_free(pfn as usize, order) }
+    /// A second mapping of a test's page, in the vmalloc area, made by [`Pages::vmap`]; dropping
+    /// it removes the mapping.
+    ///
+    /// # Invariants
+    ///
+    /// `va` is what `asi_test_vmap()` returned for the page of the [`Pages`] this borrows, and
+    /// has not been unmapped.
+    pub(crate) struct Vmap<'a> {
+        va: u64,
+        _pages: core::marker::PhantomData<&'a Pages>,
     }
 
-    /// Fills the page `pfn` with `value` through the kernel's direct map.
-    pub(crate) fn fill(pfn: u64, value: u8) {
-        // SAFETY: The tests pass pages they allocated.
-        unsafe { bindings::asi_test_fill(pfn as usize, value) }
+    impl Vmap<'_> {
+        /// The address of the mapping.
+        pub(crate) fn va(&self) -> u64 {
+            self.va
+        }
     }
 
-    /// Whether every byte of the page `pfn` is `value`.
-    pub(crate) fn is_filled(pfn: u64, value: u8) -> bool {
-        // SAFETY: The tests pass pages they allocated.
-        unsafe { bindings::asi_test_is_filled(pfn as usize, value) }
+    impl Drop for Vmap<'_> {
+        fn drop(&mut self) {
+            // SAFETY: By the type invariant, `self.va` is a mapping of `asi_test_vmap()`,
+            // removed once, here.
+            unsafe { bindings::asi_test_vunmap(self.va as usize) }
+        }
     }
 
-    /// Maps the page `pfn` a second time, in the vmalloc area. Its address, `None` on failure.
-    pub(crate) fn vmap(pfn: u64) -> Option<u64> {
-        // SAFETY: The tests pass pages they allocated and unmap before freeing them.
-        let va = unsafe { bindings::asi_test_vmap(pfn as usize) };
-        (va != 0).then_some(va as u64)
-    }
-
-    /// Removes a mapping made by [`vmap`].
-    pub(crate) fn vunmap(va: u64) {
-        // SAFETY: The tests pass what `vmap()` returned, once.
-        unsafe { bindings::asi_test_vunmap(va as usize) }
+    /// The direct-map address of the kernel's text, and whether the CPU has global pages.
+    pub(crate) fn image_alias() -> (u64, bool) {
+        let mut pge = false;
+        // SAFETY: `pge` is valid for writes for the duration of the call.
+        let va = unsafe { bindings::asi_test_image_alias(&mut pge) };
+        (va as u64, pge)
     }
 
     /// Runs `f` with CR3 pointing at the tables at physical address `pgd`, with interrupts
@@ -558,12 +733,6 @@ pub(crate) mod test {
         // SAFETY: `trampoline` matches the callback type and `ctx` outlives the call.
         let ret = unsafe { bindings::asi_test_mm_domain(fail, Some(trampoline), ctx) };
         kernel::error::to_result(ret)
-    }
-
-    /// Makes the kernel's direct-map entry of `pfn` read-only (`ro`) or writable again.
-    pub(crate) fn set_ro(pfn: u64, ro: bool) -> kernel::error::Result {
-        // SAFETY: The tests pass a page they allocated and make it writable before freeing it.
-        kernel::error::to_result(unsafe { bindings::asi_test_set_ro(pfn as usize, ro) })
     }
 
     /// Allocates `size` bytes with `kvmalloc(GFP_USER)`, as the kernel does for copies of user
@@ -603,7 +772,7 @@ pub(crate) mod test {
         (r, cr3)
     }
 
-    /// Calls `f` with the NMI handler (`nmi`) or the irq_work that [`nested_read_page`] uses
+    /// Calls `f` with the NMI handler (`nmi`) or the irq_work that [`Pages::nested_read`] uses
     /// installed.
     pub(crate) fn with_nested<R>(nmi: bool, f: impl FnOnce() -> R) -> kernel::error::Result<R> {
         // SAFETY: No preconditions; torn down below.
@@ -612,16 +781,6 @@ pub(crate) mod test {
         // SAFETY: Set up above; `f` has returned, so nothing triggers it any more.
         unsafe { bindings::asi_test_nested_teardown(nmi) };
         Ok(r)
-    }
-
-    /// Reads the first word of page `pfn` from an NMI (`nmi`) or an interrupt this CPU sends
-    /// itself, inside [`with_nested`]. Must run with IRQs and preemption disabled (in
-    /// [`run_restricted`]); for the interrupt it enables IRQs while it waits.
-    pub(crate) fn nested_read_page(pfn: u64, nmi: bool) -> kernel::error::Result<u64> {
-        let mut value = 0;
-        // SAFETY: The tests pass a page they allocated and call this from `run_restricted()`.
-        let r = unsafe { bindings::asi_test_nested_read_page(pfn as usize, nmi, &mut value) };
-        kernel::error::to_result(r).map(|()| value)
     }
 
     /// `__get_current_cr3_fast()`, which KVM uses for the host CR3. Preemption must be disabled.
@@ -640,12 +799,6 @@ pub(crate) mod test {
     pub(crate) fn page_fault_exits() -> u64 {
         // SAFETY: No preconditions.
         unsafe { bindings::asi_exit_count(bindings::asi_exit_reason_ASI_EXIT_PAGE_FAULT) }
-    }
-
-    /// Reads the first word of the page `pfn` through the kernel's direct map.
-    pub(crate) fn read_page(pfn: u64) -> u64 {
-        // SAFETY: The tests pass pages they allocated.
-        unsafe { bindings::asi_test_read_page(pfn as usize) }
     }
 
     /// This CPU's number, read from per-CPU data.
@@ -712,9 +865,14 @@ pub(crate) mod test {
 
     /// Enters the nonsensitive tables at `pgd` and exits, as the kernel does; `foreign` if the
     /// code that exited may have touched any mm's data.
-    pub(crate) fn exit(pgd: u64, foreign: bool) {
-        // SAFETY: `pgd` comes from the caller's nonsensitive tables, which map all the code
-        // and data this runs.
+    ///
+    /// # Safety
+    ///
+    /// `pgd` is a nonsensitive top-level table, the global one or an mm's, which maps all the
+    /// code and data that this runs.
+    pub(crate) unsafe fn exit(pgd: u64, foreign: bool) {
+        // SAFETY: The caller guarantees that the tables at `pgd` map all the code and data
+        // this runs.
         unsafe { bindings::asi_test_exit(pgd, foreign) }
     }
 
@@ -728,10 +886,16 @@ pub(crate) mod test {
     pub(crate) const SAVED_POLICY_BYTES: usize = bindings::ASI_POLICY_STATE_BYTES as usize + 2;
 
     /// Swaps this CPU's model state, armed actions and pending events with `saved`, so that a
-    /// test can use a state of its own. Interrupts must stay disabled until the state is
-    /// swapped back.
-    pub(crate) fn policy_swap(saved: &mut [u8; SAVED_POLICY_BYTES]) {
-        // SAFETY: `saved` has the size the function reads and writes.
+    /// test can use a state of its own.
+    ///
+    /// # Safety
+    ///
+    /// Interrupts are disabled, and stay so until the state is swapped back. `saved` holds a
+    /// state that [`saved_policy`] made or that an earlier call returned: the kernel goes on
+    /// with it as a `CpuState`.
+    pub(crate) unsafe fn policy_swap(saved: &mut [u8; SAVED_POLICY_BYTES]) {
+        // SAFETY: `saved` has the size the function reads and writes. The caller guarantees
+        // that it holds a valid state and that nothing on this CPU uses the state meanwhile.
         unsafe { bindings::asi_test_policy_swap(saved.as_mut_ptr().cast()) }
     }
 
@@ -790,7 +954,8 @@ pub(crate) unsafe fn mm_set_domain(mm: *mut bindings::mm_struct, pgd: u64) {
 }
 
 /// Calls `f(mm_pgd, asi_pgd)` for the mm of each process, under `task_lock()`: `f` must not
-/// sleep.
+/// sleep. The lock keeps the mm alive, and with it its PGD and its nonsensitive top-level table
+/// (`asi_pgd`, 0 if it has none), while `f` runs.
 pub(crate) fn visit_domains(f: &mut dyn FnMut(u64, u64)) {
     /// # Safety
     ///

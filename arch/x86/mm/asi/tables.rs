@@ -36,9 +36,13 @@ use kernel::{
 ///
 /// # Invariants
 ///
-/// `pgd` and every table reachable from it are page-table pages that live as long as the
-/// kernel; `pte_tables` holds the direct-map PTE table of each 2 MiB chunk of the direct map,
-/// and the bitmap `sensitive` has a bit for each of its `pages`.
+/// `pgd` is the top of a tree of `mem` in `paging` (see [`TableMemory`]) whose tables live as
+/// long as the kernel: ASI's own, which are never freed, and, below the entries it copies, the
+/// kernel's, which the kernel keeps while its own tables link them. (A huge vmalloc mapping frees
+/// the kernel table it replaces, which a copy in one of ASI's tables next to the direct map may
+/// still point to: not handled yet.) `pte_tables` holds the direct-map PTE table of each 2 MiB
+/// chunk of the direct map, one of ASI's own tables of that tree, and the bitmap `sensitive` has
+/// a bit for each of its `pages`.
 pub(crate) struct Tables {
     mem: DirectMapTables,
     paging: Paging,
@@ -67,8 +71,8 @@ pub(crate) fn get() -> Option<&'static Tables> {
     TABLES.as_ref()
 }
 
-/// Builds the global nonsensitive tables. Called once, from an early initcall on the boot CPU,
-/// before any user data is allocated. On failure nothing is left allocated.
+/// Builds the global nonsensitive tables. Called once, from `asi_setup()` on the boot CPU, before
+/// any user data is allocated. On failure nothing is left allocated.
 pub(crate) fn init() -> Result {
     let l = sys::layout();
     let paging = Paging::new(l.levels, l.pfn_mask, l.table_flags).map_err(|_| EINVAL)?;
@@ -97,29 +101,40 @@ pub(crate) fn init() -> Result {
         sensitive.push(Atomic::new(0), GFP_KERNEL)?;
     }
 
-    // SAFETY: `page_offset` is `PAGE_OFFSET`, and the builder only passes tables of the
-    // kernel's tree and those it allocates.
-    let mut mem = unsafe { DirectMapTables::new(l.page_offset) };
-    let built = pgtable::build(
-        &mut mem,
-        paging,
-        l.kernel_pgd,
-        layout,
-        |_| true,
-        |chunk, table| {
-            if let Some(slot) = pte_tables.get_mut(chunk) {
-                *slot = table;
-            }
-        },
-    );
+    let mut mem = DirectMapTables::new();
+    // SAFETY: `l.kernel_pgd` is `init_mm`'s PGD, the top of the kernel's own tree: a tree of
+    // `mem` in the format `paging` describes, which is the kernel's (its level count,
+    // `PTE_PFN_MASK` and `_KERNPG_TABLE`). `asi_setup()` runs while only the boot CPU does, and
+    // nothing frees a kernel page table meanwhile; `populate_kernel()` only adds tables.
+    let built = unsafe {
+        pgtable::build(
+            &mut mem,
+            paging,
+            l.kernel_pgd,
+            layout,
+            |_| true,
+            |chunk, table| {
+                if let Some(slot) = pte_tables.get_mut(chunk) {
+                    *slot = table;
+                }
+            },
+        )
+    };
     let built = match built {
         Ok(b) => b,
         Err(e) => {
             if let pgtable::BuildError::NoMemory(partial) = e {
                 if partial.pgd != 0 {
-                    pgtable::free_built(&mem, paging, partial.pgd, l.kernel_pgd, &mut |t| {
-                        sys::free_table(t)
-                    });
+                    // SAFETY: `build()` returned a tree of `mem` in `paging` that links each
+                    // of its tables once, and the kernel's tree is one; only this CPU runs, so
+                    // neither changes but for what `free_table()` frees. `free_built()` passes
+                    // each table that `build()` allocated to `free_table()`, once, after its
+                    // last read of it, and none of them was ever published.
+                    unsafe {
+                        pgtable::free_built(&mem, paging, partial.pgd, l.kernel_pgd, &mut |t| {
+                            sys::free_table(t)
+                        })
+                    };
                 }
                 return Err(ENOMEM);
             }
@@ -129,11 +144,18 @@ pub(crate) fn init() -> Result {
     if pte_tables.contains(&0) {
         // A chunk without its PTE table: a bug in the builder.
         kernel::warn_on!(true);
-        pgtable::free_built(&mem, paging, built.pgd, l.kernel_pgd, &mut |t| {
-            sys::free_table(t)
-        });
+        // SAFETY: As above.
+        unsafe {
+            pgtable::free_built(&mem, paging, built.pgd, l.kernel_pgd, &mut |t| {
+                sys::free_table(t)
+            })
+        };
         return Err(EINVAL);
     }
+    // INVARIANT: `build()` made `built.pgd` the top of a tree of `mem` in `paging`, of tables it
+    // allocated, which are never freed from here on, and, below the entries it copied, the
+    // kernel's. `pte_tables` holds the PTE table of every chunk (none is 0), and `sensitive` a
+    // bit for each page.
     let tables = Tables {
         mem,
         paging,
@@ -164,7 +186,7 @@ pub(crate) fn init() -> Result {
 }
 
 impl Tables {
-    /// Physical address of the top-level table.
+    /// Physical address of the top-level table, a table of [`Tables::mem`] that is never freed.
     pub(crate) fn pgd(&self) -> u64 {
         self.pgd
     }
@@ -243,7 +265,9 @@ impl Tables {
 
     /// Looks `va` up in the nonsensitive tables.
     pub(crate) fn translate(&self, va: u64) -> Option<kernel::mm::pgtable::Leaf> {
-        kernel::mm::pgtable::translate(&self.mem, self.paging, self.pgd, va)
+        // SAFETY: By the type invariant, `self.pgd` is the top of a tree of `self.mem` in
+        // `self.paging` whose tables are never freed.
+        unsafe { kernel::mm::pgtable::translate(&self.mem, self.paging, self.pgd, va) }
     }
 
     /// Walks the global tables and checks them, see [`verify`].
@@ -294,14 +318,18 @@ impl Tables {
         let mut table = |pa: u64| {
             let _ = tables.push(pa, GFP_KERNEL);
         };
-        let ws = kernel::mm::pgtable::walk(
-            &self.mem,
-            self.paging,
-            self.pgd,
-            self.paging.kernel_half(),
-            &mut leaf,
-            &mut table,
-        );
+        // SAFETY: By the type invariant, `self.pgd` is the top of a tree of `self.mem` in
+        // `self.paging` whose tables are never freed.
+        let ws = unsafe {
+            kernel::mm::pgtable::walk(
+                &self.mem,
+                self.paging,
+                self.pgd,
+                self.paging.kernel_half(),
+                &mut leaf,
+                &mut table,
+            )
+        };
         r.domains += 1;
         r.entries += ws.entries;
         r.leaves += ws.leaves;
@@ -379,11 +407,16 @@ impl Tables {
             }
             for i in 0..pgtable::ENTRIES {
                 let want = if half.contains(&i) {
-                    self.mem.read(self.pgd, i)
+                    // SAFETY: By the type invariant, `self.pgd` is a table of `self.mem`.
+                    unsafe { self.mem.read(self.pgd, i) }
                 } else {
-                    self.mem.read(mm_pgd, i)
+                    // SAFETY: `visit_domains()` passes the PGD of an mm that it keeps alive for
+                    // the call: a table of `self.mem`.
+                    unsafe { self.mem.read(mm_pgd, i) }
                 };
-                if self.mem.read(domain, i) != want {
+                // SAFETY: `domain` is not 0: it is that mm's nonsensitive top-level table,
+                // which lives as long as the mm, from `alloc_domain()` to `destroy_mm()`.
+                if unsafe { self.mem.read(domain, i) } != want {
                     add(ProblemKind::DomainOutOfSync, i);
                 }
             }
@@ -427,7 +460,9 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
         if t.set_sensitive(p, true) {
             if let Some((table, index)) = t.pte_slot(p) {
                 // No frame number stays behind in the entry (L1TF).
-                t.mem.write_owned(table, index, 0);
+                // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's
+                // PTE tables, a table of `t.mem`; 0 maps nothing.
+                unsafe { t.mem.write_owned(table, index, 0) };
             }
         }
     }
@@ -439,18 +474,21 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
         let p = p as u64;
         if t.set_sensitive(p, true) {
             if let Some((table, index)) = t.pte_slot(p) {
-                t.mem.write_owned(table, index, 0);
+                // SAFETY: As above.
+                unsafe { t.mem.write_owned(table, index, 0) };
             }
             extra += 1;
         }
     }
-    if extra == 0 {
-        sys::flush_kernel_range(t.va(pfn), t.va(end));
-    } else {
-        // Scattered pages: one full flush costs the same IPIs as a ranged one.
-        sys::flush_kernel_all();
-    }
-    sys::batch_free(batch);
+    // A page freed by vfree() or after vunmap() may still have a global TLB entry at its
+    // vmalloc address on any CPU: the vmalloc area clears its PTEs at once but flushes the TLB
+    // lazily, when it purges. That entry is valid in the nonsensitive address space too, so a
+    // ranged flush of the direct map is not enough; flush everything, global entries included,
+    // on every CPU. It costs the same IPIs as a ranged flush.
+    sys::flush_kernel_all();
+    // SAFETY: `batch` holds the pages `batch_alloc()` returned above, which only this function
+    // has used since; each is freed once, here.
+    unsafe { sys::batch_free(batch) };
     USER_PAGES.add(nr, Relaxed);
     let flipped = needed.saturating_add(extra);
     SENSITIVE_PAGES.add(flipped, Relaxed);
@@ -460,7 +498,12 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
 }
 
 /// Makes the sensitive pages of `[pfn, pfn + nr)` nonsensitive: zeroes each, then maps it.
-pub(crate) fn make_nonsensitive(pfn: u64, nr: u64) {
+///
+/// # Safety
+///
+/// The caller is allocating the pages `[pfn, pfn + nr)`, which the kernel's direct map maps:
+/// nothing else uses them.
+pub(crate) unsafe fn make_nonsensitive(pfn: u64, nr: u64) {
     let Some(t) = get() else {
         return;
     };
@@ -473,10 +516,14 @@ pub(crate) fn make_nonsensitive(pfn: u64, nr: u64) {
         if !t.is_sensitive(p) {
             continue;
         }
-        sys::clear_page(p);
+        // SAFETY: The caller guarantees that it owns the page, and that it is mapped.
+        unsafe { sys::clear_page(p) };
         t.set_sensitive(p, false);
         if let Some((table, index)) = t.pte_slot(p) {
-            t.mem.write_owned(table, index, t.kernel_entry(p));
+            // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's PTE
+            // tables, a table of `t.mem`. `kernel_entry()` is 0 or the kernel's own mapping of
+            // the page's direct-map address, as a 4 KiB leaf of the same frame.
+            unsafe { t.mem.write_owned(table, index, t.kernel_entry(p)) };
         }
         flipped += 1;
     }
@@ -501,7 +548,8 @@ pub(crate) fn mirror(va: u64, nr: u64) {
             continue;
         }
         if let Some((table, index)) = t.pte_slot(p) {
-            t.mem.write_owned(table, index, t.kernel_entry(p));
+            // SAFETY: As in `make_nonsensitive()`.
+            unsafe { t.mem.write_owned(table, index, t.kernel_entry(p)) };
         }
     }
 }
@@ -539,16 +587,26 @@ pub(crate) fn verify() -> Report {
 pub(crate) fn direct_map_present(pfn: u64) -> Option<bool> {
     let t = get()?;
     let (table, index) = t.pte_slot(pfn)?;
-    Some(t.mem.read(table, index) & bits::PRESENT != 0)
+    // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's PTE tables,
+    // a table of `t.mem` that is never freed.
+    Some(unsafe { t.mem.read(table, index) } & bits::PRESENT != 0)
 }
 
 /// Overwrites the entry of ASI's direct map for `pfn`, to plant a problem for the verifier.
+///
+/// # Safety
+///
+/// `value` is not present, or is a 4 KiB leaf that maps `pfn`'s frame.
 #[cfg(CONFIG_ASI_KUNIT_TEST)]
-pub(crate) fn test_set_direct_map_entry(pfn: u64, value: u64) -> Option<u64> {
+pub(crate) unsafe fn test_set_direct_map_entry(pfn: u64, value: u64) -> Option<u64> {
     let t = get()?;
     let (table, index) = t.pte_slot(pfn)?;
-    let old = t.mem.read(table, index);
-    t.mem.write_owned(table, index, value);
+    // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's PTE tables,
+    // a table of `t.mem` that is never freed.
+    let old = unsafe { t.mem.read(table, index) };
+    // SAFETY: As above; the entry of `pfn` maps `pfn`'s direct-map address, whose frame is
+    // `pfn` in the kernel's tables too, and the caller guarantees that `value` maps only it.
+    unsafe { t.mem.write_owned(table, index, value) };
     Some(old)
 }
 
