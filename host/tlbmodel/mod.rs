@@ -109,8 +109,12 @@
 //!   INVPCID.
 //! - `UPSTREAM` (7.3 without ASI, PCIDs, global kernel mappings): closes at depth 27 with
 //!   87,118 states, no violation: the model of tlb.c raises no false alarm.
-//! - `TRACKED` (stretch design, PCIDs and NOFLUSH): no violation in 7,625,841,382 sequences of
-//!   1 to 8 events (601,092 states); with 3 ASIDs, none in 29,926,707 sequences of 1 to 6.
+//! - `TRACKED` (PCIDs and NOFLUSH, the design the kernel implements since "x86/mm/asi: Track
+//!   stale PCIDs of both address spaces and use PCIDs again"): no violation in 7,625,841,382
+//!   sequences of 1 to 8 events (601,092 states); with 3 ASIDs, none in 29,926,707 sequences
+//!   of 1 to 6. The kernel tells the flavour of the current PCID for R1 by ASI's flag rather
+//!   than by CR3's PCID bit; the two differ only inside ASI's CR3 code, where no flush runs
+//!   (interrupts are off and NMIs do not flush), and events are atomic here.
 //! - `MAIN` (d55f5f5, as reviewed, on PCID hardware): B1 in 3 events, M5 in 3, B2 in 5; B1
 //!   but no B2 up to 7 events without the restricted switch.
 //! - `MAIN_REVIEW_FIXES` (PCIDs kept, ASI's CR3 writes still flushing, the review's fixes for

@@ -166,7 +166,10 @@ bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
 void __asi_enter_user(void);
 void __asi_exit(enum asi_exit_reason reason, unsigned long ip);
 void __asi_exit_noinstr(enum asi_exit_reason reason);
-bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3);
+bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid);
+void __asi_note_local_flush(void);
+void __asi_note_new_asid(u16 asid);
+unsigned long __asi_full_cr3_load(unsigned long cr3, u16 asid);
 u64 __asi_nmi_enter(void);
 void __asi_nmi_exit(u64 cr3);
 unsigned long __asi_read_full_cr3(void);
@@ -216,9 +219,37 @@ static __always_inline void asi_exit(enum asi_exit_reason reason)
  * restricted. True if CR3 was written; if not, the caller exits first.
  * IRQs off.
  */
-static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
+static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
 {
-	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_switch_mm(pgdir, cr3);
+	return cpu_feature_enabled(X86_FEATURE_ASI) && __asi_switch_mm(pgdir, cr3, asid);
+}
+
+/*
+ * tlb.c flushed the current PCID only (INVLPG, or a CR3 rewrite): the
+ * other address space of the loaded ASID may still hold what was flushed.
+ */
+static __always_inline void asi_note_local_flush(void)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_note_local_flush();
+}
+
+/* tlb.c loads @asid for a new or outdated mm: both its PCIDs are stale. */
+static __always_inline void asi_note_new_asid(u16 asid)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		__asi_note_new_asid(asid);
+}
+
+/*
+ * tlb.c is about to load the full CR3 @cr3 of @asid: drop CR3_NOFLUSH if
+ * that PCID missed a flush while the CPU ran on the other address space.
+ */
+static __always_inline unsigned long asi_full_cr3_load(unsigned long cr3, u16 asid)
+{
+	if (cpu_feature_enabled(X86_FEATURE_ASI))
+		return __asi_full_cr3_load(cr3, asid);
+	return cr3;
 }
 
 /*
@@ -363,8 +394,30 @@ static inline void asi_sync_direct_map(unsigned long va, unsigned long nr)
 }
 
 #ifdef CONFIG_ASI_KUNIT_TEST
+/* The steps of asi_test_stale_marks(). */
+enum asi_test_mark_step {
+	ASI_TEST_MARKS_LOCAL,		/* flush_tlb_local() on the full tables */
+	ASI_TEST_MARKS_NONSENSITIVE,	/* the same on the nonsensitive tables */
+	ASI_TEST_MARKS_LEFT,		/* back on the full tables */
+	ASI_TEST_MARKS_KERNEL,		/* flush_tlb_one_kernel() */
+	ASI_TEST_MARKS_TAKEN,		/* a marked and a clean PCID taken */
+	ASI_TEST_MARKS_SWITCHED,	/* kthread_use_mm() of a new mm */
+	ASI_TEST_MARK_STEPS,
+};
+
+/* This CPU's marks of stale PCIDs after one step. */
+struct asi_test_marks {
+	u16	full;
+	u16	ns;
+	u16	bit;		/* the loaded ASID's bit */
+	bool	invalidate_other;
+	bool	taken_marked;	/* ASI_TEST_MARKS_TAKEN: the marked one was clean */
+	bool	taken_clean;	/* ASI_TEST_MARKS_TAKEN: the clean one was clean */
+};
+
 /* C, called from Rust's KUnit suite only. */
 unsigned long asi_test_alloc(bool user, bool irqs_off, unsigned int order);
+int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m);
 unsigned long asi_test_free_then_alloc(unsigned long pfn, bool user, bool irqs_off);
 void asi_test_free(unsigned long pfn, unsigned int order);
 void asi_test_fill(unsigned long pfn, u8 value);
@@ -412,7 +465,10 @@ static inline bool asi_fault_retry(struct pt_regs *regs, unsigned long error_cod
 static __always_inline void asi_enter_user(void) { }
 static __always_inline void asi_exit(enum asi_exit_reason reason) { }
 static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason) { }
-static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3) { return false; }
+static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid) { return false; }
+static __always_inline void asi_note_local_flush(void) { }
+static __always_inline void asi_note_new_asid(u16 asid) { }
+static __always_inline unsigned long asi_full_cr3_load(unsigned long cr3, u16 asid) { return cr3; }
 static __always_inline u64 asi_nmi_enter(void) { return 0; }
 static __always_inline void asi_nmi_exit(u64 cr3) { }
 static __always_inline unsigned long asi_read_full_cr3(void) { return __read_cr3(); }

@@ -73,24 +73,147 @@ static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
  * CR3 it found (__asi_nmi_exit()), so code interrupted on its way to user
  * mode returns on the tables it chose.
  *
- * TLB: ASI runs without PCIDs (asi_check_boottime()), so every CR3 write
- * flushes all non-global TLB entries and paging-structure caches, and the
- * direct map, the only part of the kernel half that differs between the
- * two sets of tables, is non-global. Neither set of tables can therefore
- * use a TLB entry made on the other, or one from before a flush that ran
- * on the other; INVLPG and the global flushes reach every entry. With
- * PCIDs this would not hold: tlb.c tracks one PCID per ASID and loads it
- * with CR3_NOFLUSH when its tlb_gen is current, although a flush made on
- * the other space of the same mm, or a kernel flush by INVLPG, missed it.
+ * TLB: with PCIDs, each dynamic ASID has two PCIDs, the full one that
+ * tlb.c knows and the nonsensitive twin (ASI's PCID bit set). tlb.c's
+ * bookkeeping (ctxs[asid], invalidate_other) says whether an ASID as a
+ * whole is up to date; stale_full and stale_ns add, per ASID, whether
+ * one of its PCIDs may still hold entries that a flush since missed. The
+ * rules, checked by the host model of tlb.c and ASI (host/tlbmodel, the
+ * "tracked" design):
+ *
+ * R1 - a flush of the current PCID only (INVLPG, or a CR3 rewrite) marks
+ *      the loaded ASID's other PCID stale (asi_note_local_flush());
+ * R2 - tlb.c loading an ASID with a flush (a new or outdated mm) marks
+ *      both its PCIDs stale first (asi_note_new_asid());
+ * R3 - a kernel flush by INVLPG also sets invalidate_other, as with PTI,
+ *      so that the other ASIDs are flushed when next loaded (the direct
+ *      map, the part of the kernel that differs, is non-global);
+ * R4 - every CR3 write of one of an ASID's PCIDs uses CR3_NOFLUSH only if
+ *      that PCID is not marked stale and tlb.c would not flush it: for
+ *      switches, tlb.c's own decision; for enter and exit, ctxs[asid]
+ *      holding the loaded mm at its current tlb_gen (a lazy CPU skips
+ *      flushes and may be sent one only for freed page tables). Any
+ *      write without CR3_NOFLUSH clears the mark.
+ * R5 - a page that becomes sensitive is flushed from every PCID, global
+ *      entries included (flush_tlb_all()).
+ *
+ * The marks are set and cleared with single per-CPU instructions, with
+ * interrupts off; NMIs only clear them.
  */
 struct asi_cpu_state {
 	bool	restricted;
 	u64	full_cr3;
+	u16	stale_full;	/* bit n: ASID n's full PCID is stale */
+	u16	stale_ns;	/* bit n: ASID n's nonsensitive PCID is stale */
 };
 static DEFINE_PER_CPU(struct asi_cpu_state, asi_cpu_state);
 static DEFINE_PER_CPU(u64, asi_exits[ASI_NR_EXIT_REASONS]);
 static DEFINE_PER_CPU(u64, asi_enters);
 static DEFINE_PER_CPU(u64, asi_switches);
+
+static_assert(TLB_NR_DYN_ASIDS <= 16);
+
+/* Whether @asid's @ns or full PCID is unmarked; the mark is consumed. */
+static __always_inline bool asi_pcid_take_clean(bool ns, u16 asid)
+{
+	u16 bit = BIT(asid % TLB_NR_DYN_ASIDS);
+	u16 stale;
+
+	if (ns) {
+		stale = this_cpu_read(asi_cpu_state.stale_ns);
+		this_cpu_and(asi_cpu_state.stale_ns, (u16)~bit);
+	} else {
+		stale = this_cpu_read(asi_cpu_state.stale_full);
+		this_cpu_and(asi_cpu_state.stale_full, (u16)~bit);
+	}
+	return !(stale & bit);
+}
+
+/*
+ * R4: whether the CR3 write about to load the nonsensitive (@ns) or full
+ * PCID of @asid may use CR3_NOFLUSH, given that the write @wanted it; the
+ * write is then made, and flushes that PCID unless the answer was yes.
+ * Without PCIDs every CR3 write flushes; the marks are kept anyway.
+ */
+static __always_inline bool asi_pcid_noflush(bool ns, u16 asid, bool wanted)
+{
+	return asi_pcid_take_clean(ns, asid) && wanted && asid < TLB_NR_DYN_ASIDS &&
+	       cpu_feature_enabled(X86_FEATURE_PCID);
+}
+
+/*
+ * Whether @asid is the loaded ASID and tlb.c's state of it is the loaded mm
+ * at its current tlb_gen, so that only ASI's marks can make one of its
+ * PCIDs stale. Not while switch_mm_irqs_off() changes the mm.
+ */
+static __always_inline bool asi_asid_current(u16 asid)
+{
+	struct mm_struct *mm = this_cpu_read(cpu_tlbstate.loaded_mm);
+
+	if (mm == LOADED_MM_SWITCHING || asid >= TLB_NR_DYN_ASIDS ||
+	    this_cpu_read(cpu_tlbstate.loaded_mm_asid) != asid)
+		return false;
+	return this_cpu_read(cpu_tlbstate.ctxs[asid].ctx_id) == mm->context.ctx_id &&
+	       this_cpu_read(cpu_tlbstate.ctxs[asid].tlb_gen) ==
+	       (u64)raw_atomic64_read(&mm->context.tlb_gen);
+}
+
+/*
+ * The dynamic ASID whose PCID @cr3 loads, ASI's bit aside (the inverse of
+ * tlb.c's kern_pcid(): PCID = ASID + 1), or -1: without PCIDs, or for a
+ * PCID that is not a dynamic ASID's.
+ */
+static __always_inline int asi_cr3_asid(u64 cr3)
+{
+	unsigned int pcid = cr3 & CR3_PCID_MASK & ~(1ULL << X86_CR3_ASI_PCID_BIT);
+
+	if (!cpu_feature_enabled(X86_FEATURE_PCID) || !pcid || pcid > TLB_NR_DYN_ASIDS)
+		return -1;
+	return pcid - 1;
+}
+
+/*
+ * @cr3 enters (@ns) or leaves the nonsensitive space: with CR3_NOFLUSH if
+ * R4 allows. The ASID comes from @cr3, not from cpu_tlbstate, which an NMI
+ * in switch_mm_irqs_off() finds half-updated.
+ */
+static __always_inline u64 asi_cr3_noflush(u64 cr3, bool ns)
+{
+	int asid = asi_cr3_asid(cr3);
+
+	if (asid >= 0 && asi_pcid_noflush(ns, asid, asi_asid_current(asid)))
+		cr3 |= CR3_NOFLUSH;
+	return cr3;
+}
+
+/* R1, see above. IRQs off. */
+void __asi_note_local_flush(void)
+{
+	u16 bit = BIT(this_cpu_read(cpu_tlbstate.loaded_mm_asid) % TLB_NR_DYN_ASIDS);
+
+	/* The flag, not CR3: no flush runs inside asi_enter() or asi_leave(). */
+	if (this_cpu_read(asi_cpu_state.restricted))
+		this_cpu_or(asi_cpu_state.stale_full, bit);
+	else
+		this_cpu_or(asi_cpu_state.stale_ns, bit);
+}
+
+/* R2, see above. IRQs off. */
+void __asi_note_new_asid(u16 asid)
+{
+	u16 bit = BIT(asid % TLB_NR_DYN_ASIDS);
+
+	this_cpu_or(asi_cpu_state.stale_full, bit);
+	this_cpu_or(asi_cpu_state.stale_ns, bit);
+}
+
+/* R4 for tlb.c's own load of the full CR3 @cr3 of @asid. IRQs off. */
+unsigned long __asi_full_cr3_load(unsigned long cr3, u16 asid)
+{
+	if (asi_pcid_noflush(false, asid, cr3 & CR3_NOFLUSH))
+		return cr3;
+	return cr3 & ~CR3_NOFLUSH;
+}
 
 /* Switch this CPU to the nonsensitive tables at @cr3. IRQs off. */
 static noinstr void asi_enter(u64 cr3)
@@ -107,8 +230,10 @@ static noinstr void asi_enter(u64 cr3)
  */
 static noinstr void asi_leave(enum asi_exit_reason reason)
 {
+	u64 cr3 = this_cpu_read(asi_cpu_state.full_cr3);
+
 	__asi_exit_actions();
-	native_write_cr3(this_cpu_read(asi_cpu_state.full_cr3));
+	native_write_cr3(asi_cr3_noflush(cr3, false));
 	this_cpu_write(asi_cpu_state.restricted, false);
 	this_cpu_inc(asi_exits[reason]);
 }
@@ -142,7 +267,7 @@ noinstr void __asi_enter_user(void)
 	full = __native_read_cr3();
 	if ((full & CR3_ADDR_MASK) != __pa_nodebug(mm->pgd))
 		return;
-	asi_enter(asi_cr3(full, __pa_nodebug(asi_pgd)));
+	asi_enter(asi_cr3_noflush(asi_cr3(full, __pa_nodebug(asi_pgd)), true));
 }
 
 /*
@@ -225,12 +350,12 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
  *
  * Same ordering as entering: full_cr3 first, then CR3. An NMI in between
  * that leaves goes to the new mm's full tables and comes back to the old
- * nonsensitive ones, from which CR3 is then written again. Without PCIDs
- * the write flushes every non-global entry, the previous mm's included,
- * and full_cr3 never has CR3_NOFLUSH: what the caller's flush decision
- * asked for, and perhaps more.
+ * nonsensitive ones, from which CR3 is then written again. The write uses
+ * CR3_NOFLUSH only where the caller's did and the nonsensitive PCID is not
+ * marked stale (R4); the full PCID keeps the mark R2 may have set, for
+ * when the CPU leaves.
  */
-bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
+bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
 {
 	struct ptdesc *pt = virt_to_ptdesc(pgdir);
 	struct mm_struct *mm;
@@ -248,7 +373,11 @@ bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3)
 		return false;
 	full = cr3 & ~CR3_NOFLUSH;
 	this_cpu_write(asi_cpu_state.full_cr3, full);
-	native_write_cr3(asi_cr3(full, __pa(asi_pgd)));
+	/* R4 with tlb.c's decision; the full PCID keeps its mark (R2). */
+	if (asi_pcid_noflush(true, asid, cr3 & CR3_NOFLUSH))
+		native_write_cr3(asi_cr3(full, __pa(asi_pgd)) | CR3_NOFLUSH);
+	else
+		native_write_cr3(asi_cr3(full, __pa(asi_pgd)));
 	this_cpu_inc(asi_switches);
 	return true;
 }
@@ -297,10 +426,15 @@ noinstr unsigned long __asi_read_full_cr3(void)
 	return __read_cr3();
 }
 
-/* A CPU coming up or back from suspend runs on the full tables. */
+/*
+ * A CPU coming up or back from suspend runs on the full tables, and knows
+ * nothing about what its PCIDs hold.
+ */
 void asi_cpu_reset(void)
 {
 	this_cpu_write(asi_cpu_state.restricted, false);
+	this_cpu_write(asi_cpu_state.stale_full, (u16)GENMASK(TLB_NR_DYN_ASIDS - 1, 0));
+	this_cpu_write(asi_cpu_state.stale_ns, (u16)GENMASK(TLB_NR_DYN_ASIDS - 1, 0));
 }
 
 /* Exits of all CPUs for @reason since boot (or the last reset). */
@@ -451,14 +585,9 @@ static void __init asi_refuse(enum asi_off_reason reason, const char *why)
  * (kvm_flush_tlb_multi(), installed later) IPIs running vCPUs natively and
  * has the host flush everything of a preempted one, which is enough.
  *
- * TLB: ASI's two address spaces of an mm would each need their own PCID,
- * and tlb.c's flush tracking (cpu_tlbstate.ctxs[], invalidate_other,
- * the deferred user-PCID flushes) knows only one per ASID. A flush that
- * runs on one of them would leave the other stale, and tlb.c would later
- * load it with CR3_NOFLUSH. Until the flush tracking covers both, ASI does
- * not use PCIDs: with CR4.PCIDE clear, every CR3 write flushes all
- * non-global TLB entries and paging-structure caches, and INVLPG reaches
- * every entry of its address. This runs before setup_pcid().
+ * TLB: ASI's two address spaces of an mm each have their own PCID; the
+ * marks of stale PCIDs (see struct asi_cpu_state) keep tlb.c's flushes
+ * reaching both, so ASI keeps PCIDs as the kernel chose them.
  *
  * What is left to do, and may still fail, is asi_setup()'s: the CPU flag
  * comes only with it.
@@ -493,10 +622,6 @@ void __init asi_check_boottime(void)
 	}
 #endif
 
-	if (boot_cpu_has(X86_FEATURE_PCID)) {
-		setup_clear_cpu_cap(X86_FEATURE_PCID);
-		pr_info("PCIDs are not used while ASI is on: each CR3 write flushes the TLB\n");
-	}
 	asi_wanted = true;
 }
 
@@ -967,6 +1092,80 @@ void asi_test_exit(u64 pgd, bool foreign)
 	local_irq_restore(flags);
 }
 
+/* This CPU's marks of stale PCIDs (bit n: ASID n), and its loaded ASID. */
+static void asi_test_marks(struct asi_test_marks *m)
+{
+	m->full = this_cpu_read(asi_cpu_state.stale_full);
+	m->ns = this_cpu_read(asi_cpu_state.stale_ns);
+	m->invalidate_other = this_cpu_read(cpu_tlbstate.invalidate_other);
+	m->bit = BIT(this_cpu_read(cpu_tlbstate.loaded_mm_asid) % TLB_NR_DYN_ASIDS);
+}
+
+static int asi_test_flush_restricted(void *arg)
+{
+	flush_tlb_local();
+	asi_test_marks(arg);
+	return 0;
+}
+
+/*
+ * Run the kernel's own flush paths on this CPU and record the marks after
+ * each (enum asi_test_mark_step), starting from none: a local flush on the
+ * full tables (R1), one on the nonsensitive tables at @pgd (R1), a
+ * one-page kernel flush (R1, R3), and taking the marks of a marked and an
+ * unmarked PCID (R4). Then switch to a new mm and back
+ * (use_temporary_mm()), which loads a new ASID with a flush (R2, R4).
+ * Returns 0, or -ENOMEM if there was no mm.
+ */
+int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m)
+{
+	struct mm_struct *mm = mm_alloc(), *prev;
+	unsigned long flags;
+	u16 asid, bit;
+
+	if (!mm)
+		return -ENOMEM;
+	preempt_disable();
+	/* Start from the full tables, which a kernel thread may run on lazily. */
+	asi_exit(ASI_EXIT_OTHER);
+	local_irq_save(flags);
+	asid = this_cpu_read(cpu_tlbstate.loaded_mm_asid);
+	bit = BIT(asid % TLB_NR_DYN_ASIDS);
+	this_cpu_write(asi_cpu_state.stale_full, 0);
+	this_cpu_write(asi_cpu_state.stale_ns, 0);
+	flush_tlb_local();
+	asi_test_marks(&m[ASI_TEST_MARKS_LOCAL]);
+
+	this_cpu_write(asi_cpu_state.stale_ns, 0);
+	local_irq_restore(flags);
+	asi_test_run_restricted(pgd, asi_test_flush_restricted, &m[ASI_TEST_MARKS_NONSENSITIVE]);
+	local_irq_save(flags);
+	asi_test_marks(&m[ASI_TEST_MARKS_LEFT]);
+
+	this_cpu_write(asi_cpu_state.stale_full, 0);
+	this_cpu_write(asi_cpu_state.stale_ns, 0);
+	flush_tlb_one_kernel((unsigned long)_stext);
+	asi_test_marks(&m[ASI_TEST_MARKS_KERNEL]);
+
+	this_cpu_write(asi_cpu_state.stale_full, bit);
+	this_cpu_write(asi_cpu_state.stale_ns, 0);
+	m[ASI_TEST_MARKS_TAKEN].taken_marked = asi_pcid_take_clean(false, asid);
+	m[ASI_TEST_MARKS_TAKEN].taken_clean = asi_pcid_take_clean(true, asid);
+	asi_test_marks(&m[ASI_TEST_MARKS_TAKEN]);
+	this_cpu_write(asi_cpu_state.stale_full, 0);
+	this_cpu_write(asi_cpu_state.stale_ns, 0);
+	local_irq_restore(flags);
+
+	prev = use_temporary_mm(mm);
+	local_irq_save(flags);
+	asi_test_marks(&m[ASI_TEST_MARKS_SWITCHED]);
+	local_irq_restore(flags);
+	unuse_temporary_mm(prev);
+	preempt_enable();
+	mmput(mm);
+	return 0;
+}
+
 /* Whether this CPU is in the nonsensitive space, and its CR3. */
 bool asi_test_restricted(u64 *cr3)
 {
@@ -1178,8 +1377,7 @@ static int __init asi_direct_map_nonglobal(void)
  *
  * Fail closed: if a step fails, undo the earlier ones, log why, and leave
  * the kernel as without ASI: no flag, global direct map, the IBPB on
- * context switch, nothing to free later. PCIDs stay off (they were turned
- * off before the page tables were set up).
+ * context switch, nothing to free later.
  *
  * INVLPGB flushes one PCID on every CPU without telling them; a CPU on the
  * nonsensitive PCID of that mm would miss the flush. ASI turns it off, as

@@ -367,6 +367,61 @@ mod tests {
         assert_eq!(delta, [1, 0, 0, 1, 0, 0, 0, 0]);
     }
 
+    /// The marks of stale PCIDs follow the rules of `struct asi_cpu_state` through the kernel's
+    /// own flush and switch paths. Without PCIDs they are kept all the same, but leaving does
+    /// not consume them (every CR3 write flushes).
+    #[test]
+    fn stale_pcid_marks_follow_the_flushes() -> Result {
+        use kernel::bindings;
+
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let pcid = sys::cr3_snapshot().pcid;
+        let m = sys::test::stale_marks(t.pgd())?;
+        let step = |s: u32| m[s as usize];
+        let marks = |s: u32| {
+            let m = step(s);
+            (m.full & m.bit != 0, m.ns & m.bit != 0)
+        };
+        // R1: a local flush on the full tables leaves the nonsensitive PCID stale.
+        assert_eq!(
+            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_LOCAL),
+            (false, true)
+        );
+        // R1: and on the nonsensitive tables, the full one.
+        assert_eq!(
+            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_NONSENSITIVE),
+            (true, false)
+        );
+        // R4: leaving flushes the marked full PCID and consumes the mark (with PCIDs).
+        assert_eq!(
+            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_LEFT),
+            (!pcid, false)
+        );
+        // R1 and R3: a one-page kernel flush marks the other PCID and the other ASIDs.
+        assert_eq!(
+            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_KERNEL),
+            (false, true)
+        );
+        assert!(step(bindings::asi_test_mark_step_ASI_TEST_MARKS_KERNEL).invalidate_other);
+        // R4: a marked PCID is not clean, an unmarked one is; both marks are gone after.
+        let taken = step(bindings::asi_test_mark_step_ASI_TEST_MARKS_TAKEN);
+        assert!(!taken.taken_marked);
+        assert!(taken.taken_clean);
+        assert_eq!(
+            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_TAKEN),
+            (false, false)
+        );
+        // R2 and R4: a new mm's ASID is loaded with a flush of its full PCID, its nonsensitive
+        // PCID stays marked.
+        assert_eq!(
+            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_SWITCHED),
+            (false, true)
+        );
+        Ok(())
+    }
+
     #[test]
     fn nonsensitive_cr3_matches_the_encoder() {
         // Every CPU, PCIDs or not: the C and Rust encodings of the CR3 that enters the

@@ -783,6 +783,23 @@ pub(crate) mod test {
         Ok(r)
     }
 
+    /// The marks of stale PCIDs after each step of `asi_test_stale_marks()`, indexed by
+    /// `enum asi_test_mark_step`; `ENOMEM` if no mm could be created.
+    pub(crate) fn stale_marks(
+        pgd: u64,
+    ) -> kernel::error::Result<
+        [bindings::asi_test_marks; bindings::asi_test_mark_step_ASI_TEST_MARK_STEPS as usize],
+    > {
+        let mut m = [bindings::asi_test_marks::default();
+            bindings::asi_test_mark_step_ASI_TEST_MARK_STEPS as usize];
+        // SAFETY: `m` has room for every step. The function runs only the kernel's own flush
+        // paths, on the nonsensitive tables at `pgd` for one of them, which maps the stack
+        // and per-CPU data it uses.
+        let ret = unsafe { bindings::asi_test_stale_marks(pgd, m.as_mut_ptr()) };
+        kernel::error::to_result(ret)?;
+        Ok(m)
+    }
+
     /// `__get_current_cr3_fast()`, which KVM uses for the host CR3. Preemption must be disabled.
     pub(crate) fn cr3_fast() -> u64 {
         // SAFETY: The tests call this from `run_restricted()`, with preemption disabled.
