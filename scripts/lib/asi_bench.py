@@ -112,13 +112,14 @@ def main(argv):
     names = list(base)
     counters = ["user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
                 "tlb_flushes", "domains_created", "exits_page_fault", "exits_switch_mm",
-                "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other", "switches"]
+                "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other", "switches",
+                "cr3_writes_flush", "cr3_writes_noflush"]
     short = {"user_pages_allocated": "upages", "flips_to_sensitive": "flip+",
              "flips_to_nonsensitive": "flip-", "tlb_flushes": "flush",
              "domains_created": "domains", "exits_page_fault": "x:pf",
              "exits_switch_mm": "x:swmm", "exits_cr3_read": "x:cr3",
              "exits_tlb_flush": "x:tlb", "exits_nmi": "x:nmi", "exits_other": "x:other",
-             "switches": "switch"}
+             "switches": "switch", "cr3_writes_flush": "cr3:fl", "cr3_writes_noflush": "cr3:nofl"}
 
     head = f"{'workload':<18}"
     for mode, _ in runs:
@@ -159,8 +160,9 @@ def main(argv):
     print("Counts per op are of the ASI boot: user pages allocated, flips to and from "
           "sensitive, TLB flushes, mm tables created, and exits from the nonsensitive space "
           "by reason (x:pf page fault, x:swmm switch_mm, x:cr3 CR3 read, x:tlb TLB flush, "
-          "x:nmi in an NMI, x:other) and switches between processes that stay in the nonsensitive "
-          "space; they count all CPUs, so other tasks add a little.")
+          "x:nmi in an NMI, x:other), switches between processes that stay in the nonsensitive "
+          "space, and ASI's CR3 writes that flushed (cr3:fl) or kept (cr3:nofl, CR3_NOFLUSH, "
+          "needs PCIDs) the PCID they loaded; they count all CPUs, so other tasks add a little.")
     print("Under QEMU TCG the counts per op are the reliable figures; the times are noisy "
           "(emulated CPU, debug kernel with lockdep).")
     return 1 if failed else 0

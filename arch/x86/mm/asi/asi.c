@@ -110,6 +110,15 @@ static DEFINE_PER_CPU(struct asi_cpu_state, asi_cpu_state);
 static DEFINE_PER_CPU(u64, asi_exits[ASI_NR_EXIT_REASONS]);
 static DEFINE_PER_CPU(u64, asi_enters);
 static DEFINE_PER_CPU(u64, asi_switches);
+/* ASI's CR3 writes: [0] flushing the PCID they load, [1] with CR3_NOFLUSH. */
+static DEFINE_PER_CPU(u64, asi_cr3_writes[2]);
+
+/* Every CR3 write of ASI goes through here, to be counted. */
+static __always_inline void asi_write_cr3(u64 cr3)
+{
+	native_write_cr3(cr3);
+	this_cpu_inc(asi_cr3_writes[!!(cr3 & CR3_NOFLUSH)]);
+}
 
 static_assert(TLB_NR_DYN_ASIDS <= 16);
 
@@ -220,7 +229,7 @@ static noinstr void asi_enter(u64 cr3)
 {
 	this_cpu_write(asi_cpu_state.full_cr3, __native_read_cr3());
 	this_cpu_write(asi_cpu_state.restricted, true);
-	native_write_cr3(cr3);
+	asi_write_cr3(cr3);
 	this_cpu_inc(asi_enters);
 }
 
@@ -233,7 +242,7 @@ static noinstr void asi_leave(enum asi_exit_reason reason)
 	u64 cr3 = this_cpu_read(asi_cpu_state.full_cr3);
 
 	__asi_exit_actions();
-	native_write_cr3(asi_cr3_noflush(cr3, false));
+	asi_write_cr3(asi_cr3_noflush(cr3, false));
 	this_cpu_write(asi_cpu_state.restricted, false);
 	this_cpu_inc(asi_exits[reason]);
 }
@@ -375,9 +384,9 @@ bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
 	this_cpu_write(asi_cpu_state.full_cr3, full);
 	/* R4 with tlb.c's decision; the full PCID keeps its mark (R2). */
 	if (asi_pcid_noflush(true, asid, cr3 & CR3_NOFLUSH))
-		native_write_cr3(asi_cr3(full, __pa(asi_pgd)) | CR3_NOFLUSH);
+		asi_write_cr3(asi_cr3(full, __pa(asi_pgd)) | CR3_NOFLUSH);
 	else
-		native_write_cr3(asi_cr3(full, __pa(asi_pgd)));
+		asi_write_cr3(asi_cr3(full, __pa(asi_pgd)));
 	this_cpu_inc(asi_switches);
 	return true;
 }
@@ -410,7 +419,7 @@ noinstr void __asi_nmi_exit(u64 cr3)
 	if (!cr3 || this_cpu_read(asi_cpu_state.restricted))
 		return;
 	this_cpu_write(asi_cpu_state.restricted, true);
-	native_write_cr3(cr3);
+	asi_write_cr3(cr3);
 	this_cpu_inc(asi_enters);
 }
 
@@ -451,19 +460,22 @@ u64 asi_exit_count(enum asi_exit_reason reason)
 }
 
 /*
- * Enters (@what -1), switches between mms that stay restricted (-2) or
- * exits for reason @what of possible CPU @cpu; false if there is no such
- * CPU or reason.
+ * Enters (@what -1), switches between mms that stay restricted (-2), CR3
+ * writes that flush (-3) or keep (-4) the PCID they load, or exits for
+ * reason @what of possible CPU @cpu; false if there is no such CPU or
+ * reason.
  */
 bool asi_transition_count(unsigned int cpu, int what, u64 *count)
 {
 	if (cpu >= nr_cpu_ids || !cpu_possible(cpu) || what >= ASI_NR_EXIT_REASONS ||
-	    what < -2)
+	    what < -4)
 		return false;
 	if (what == -1)
 		*count = per_cpu(asi_enters, cpu);
 	else if (what == -2)
 		*count = per_cpu(asi_switches, cpu);
+	else if (what == -3 || what == -4)
+		*count = per_cpu(asi_cr3_writes[what == -4], cpu);
 	else
 		*count = per_cpu(asi_exits[what], cpu);
 	return true;
@@ -486,6 +498,8 @@ void asi_reset_transition_counts(void)
 	for_each_possible_cpu(cpu) {
 		per_cpu(asi_enters, cpu) = 0;
 		per_cpu(asi_switches, cpu) = 0;
+		per_cpu(asi_cr3_writes[0], cpu) = 0;
+		per_cpu(asi_cr3_writes[1], cpu) = 0;
 		for (r = 0; r < ASI_NR_EXIT_REASONS; r++)
 			per_cpu(asi_exits[r], cpu) = 0;
 	}

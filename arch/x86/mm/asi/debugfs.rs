@@ -72,7 +72,12 @@ fn write_transitions(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result 
     for (what, name) in Transition::ALL {
         write_counter(f, name, &|cpu| sys::transition_count(cpu, what))?;
     }
-    Ok(())
+    write_counter(f, "cr3_writes_flush", &|cpu| {
+        sys::cr3_write_count(cpu, false)
+    })?;
+    write_counter(f, "cr3_writes_noflush", &|cpu| {
+        sys::cr3_write_count(cpu, true)
+    })
 }
 
 /// The counter names of the `actions` file, without the action's name.

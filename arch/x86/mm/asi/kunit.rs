@@ -294,9 +294,23 @@ mod tests {
         };
         let mut user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
         user.fill(0x3c);
+        let cr3_writes = || {
+            (0..sys::nr_cpu_ids())
+                .filter_map(|cpu| {
+                    Some(
+                        sys::cr3_write_count(cpu, false)?
+                            .wrapping_add(sys::cr3_write_count(cpu, true)?),
+                    )
+                })
+                .fold(0u64, u64::wrapping_add)
+        };
+        let writes = cr3_writes();
         let (n, delta) = nested(t, &user, true);
+        let writes = cr3_writes().wrapping_sub(writes);
         user.free();
         assert_eq!(n.value, Ok(0x3c3c_3c3c_3c3c_3c3c));
+        // Each of the four transitions below wrote CR3 once, counted as kept or flushed.
+        assert_eq!(writes, 4);
         // The NMI left (its #PF counts as an NMI exit), and its return put the CPU back on the
         // tables it interrupted: counted as a second enter.
         assert!(n.restricted_before.0);

@@ -344,6 +344,15 @@ pub(crate) fn transition_count(cpu: u32, what: Transition) -> Option<u64> {
     unsafe { bindings::asi_transition_count(cpu, what.raw(), &mut count) }.then_some(count)
 }
 
+/// ASI's CR3 writes on `cpu` that kept (`noflush`) or flushed the PCID they load, `None` if
+/// that CPU is not possible.
+pub(crate) fn cr3_write_count(cpu: u32, noflush: bool) -> Option<u64> {
+    let mut count = 0;
+    let what = if noflush { -4 } else { -3 };
+    // SAFETY: `count` is valid for writes; the function checks `cpu`.
+    unsafe { bindings::asi_transition_count(cpu, what, &mut count) }.then_some(count)
+}
+
 /// One more than the highest possible CPU number.
 pub(crate) fn nr_cpu_ids() -> u32 {
     // SAFETY: No preconditions.

@@ -48,6 +48,7 @@ static const char *const wanted[] = {
 	"tlb_flushes", "zeroed_pages", "refused_flips", "domains_created",
 	"enters", "exits_page_fault", "exits_switch_mm", "exits_cr3_read",
 	"exits_tlb_flush", "exits_nmi", "exits_other", "switches",
+	"cr3_writes_flush", "cr3_writes_noflush",
 	"required_ibpb", "required_rsb_fill", "required_l1d_flush", "required_verw",
 	"executed_ibpb", "executed_rsb_fill", "executed_l1d_flush", "executed_verw",
 	"required_before_user_ibpb", "required_before_user_rsb_fill",
