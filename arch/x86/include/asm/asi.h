@@ -215,8 +215,8 @@ static __always_inline void asi_exit(enum asi_exit_reason reason)
 
 /*
  * switch_mm_irqs_off() loads the full CR3 @cr3 of the mm at @pgdir: on a
- * restricted CPU, load that mm's nonsensitive table instead and stay
- * restricted. True if CR3 was written; if not, the caller exits first.
+ * nonsensitive CPU, load that mm's nonsensitive table instead and stay
+ * nonsensitive. True if CR3 was written; if not, the caller exits first.
  * IRQs off.
  */
 static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
@@ -306,7 +306,7 @@ void asi_run_actions(u8 required, enum asi_action_site site);
 
 void __asi_exit_actions(void);
 void __asi_note_foreign(void);
-bool __asi_restricted(void);
+bool __asi_in_nonsensitive(void);
 int asi_actions_alloc(void);
 void asi_actions_free(void);
 void __asi_return_to_user(void);
@@ -427,12 +427,12 @@ void asi_test_vunmap(unsigned long va);
 int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
 unsigned int asi_test_cpu(void);
 int asi_test_set_ro(unsigned long pfn, bool ro);
-int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg);
+int asi_test_run_nonsensitive(u64 pgd, int (*fn)(void *arg), void *arg);
 u64 asi_test_read_page(unsigned long pfn);
 unsigned long asi_test_image_alias(bool *pge);
 u64 asi_test_cr3(u64 full, u64 pgd);
 u64 asi_test_cr3_fast(void);
-bool asi_test_restricted(u64 *cr3);
+bool asi_test_in_nonsensitive(u64 *cr3);
 int asi_test_nested_setup(bool nmi);
 void asi_test_nested_teardown(bool nmi);
 int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value);

@@ -214,13 +214,13 @@ void __asi_return_to_user(void)
 
 noinstr void __asi_note_interrupt(void)
 {
-	if (!__asi_restricted())
+	if (!__asi_in_nonsensitive())
 		__asi_note_foreign();
 }
 
 noinstr void __asi_note_kthread(struct task_struct *tsk)
 {
-	if (!is_idle_task(tsk) && !__asi_restricted())
+	if (!is_idle_task(tsk) && !__asi_in_nonsensitive())
 		__asi_note_foreign();
 }
 

@@ -54,20 +54,20 @@
 static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
 
 /*
- * Whether this CPU runs on ASI's nonsensitive tables ("restricted"), and the
+ * Whether this CPU runs on ASI's nonsensitive tables, and the
  * CR3 of the full address space to go back to.
  *
  * A CPU enters on its way back to user mode (__asi_enter_user()) and stays
- * restricted, in user mode and in the kernel, until something needs the
+ * nonsensitive, in user mode and in the kernel, until something needs the
  * full tables: a #PF on a kernel address they map, or code that loads or
- * reads CR3 (asi_exit()). While restricted, full_cr3 is what
+ * reads CR3 (asi_exit()). While nonsensitive, full_cr3 is what
  * switch_mm_irqs_off() loaded for the loaded mm; every CR3 load of tlb.c
  * exits first, so it cannot go stale.
  *
  * Ordering, against an NMI or #PF between any two instructions:
- * - entering writes full_cr3, then sets restricted, then writes CR3;
- * - leaving writes CR3, then clears restricted.
- * So whenever restricted is set, full_cr3 is valid and CR3 is one of the
+ * - entering writes full_cr3, then sets the flag, then writes CR3;
+ * - leaving writes CR3, then clears the flag.
+ * So whenever the flag is set, full_cr3 is valid and CR3 is one of the
  * two, and leaving again is harmless; whenever it is clear, CR3 is the full
  * one. An NMI handler that leaves puts back, at its end, the flag and the
  * CR3 it found (__asi_nmi_exit()), so code interrupted on its way to user
@@ -101,7 +101,7 @@ static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
  * interrupts off; NMIs only clear them.
  */
 struct asi_cpu_state {
-	bool	restricted;
+	bool	nonsensitive;
 	u64	full_cr3;
 	u16	stale_full;	/* bit n: ASID n's full PCID is stale */
 	u16	stale_ns;	/* bit n: ASID n's nonsensitive PCID is stale */
@@ -201,7 +201,7 @@ void __asi_note_local_flush(void)
 	u16 bit = BIT(this_cpu_read(cpu_tlbstate.loaded_mm_asid) % TLB_NR_DYN_ASIDS);
 
 	/* The flag, not CR3: no flush runs inside asi_enter() or asi_leave(). */
-	if (this_cpu_read(asi_cpu_state.restricted))
+	if (this_cpu_read(asi_cpu_state.nonsensitive))
 		this_cpu_or(asi_cpu_state.stale_full, bit);
 	else
 		this_cpu_or(asi_cpu_state.stale_ns, bit);
@@ -228,7 +228,7 @@ unsigned long __asi_full_cr3_load(unsigned long cr3, u16 asid)
 static noinstr void asi_enter(u64 cr3)
 {
 	this_cpu_write(asi_cpu_state.full_cr3, __native_read_cr3());
-	this_cpu_write(asi_cpu_state.restricted, true);
+	this_cpu_write(asi_cpu_state.nonsensitive, true);
 	asi_write_cr3(cr3);
 	this_cpu_inc(asi_enters);
 }
@@ -243,7 +243,7 @@ static noinstr void asi_leave(enum asi_exit_reason reason)
 
 	__asi_exit_actions();
 	asi_write_cr3(asi_cr3_noflush(cr3, false));
-	this_cpu_write(asi_cpu_state.restricted, false);
+	this_cpu_write(asi_cpu_state.nonsensitive, false);
 	this_cpu_inc(asi_exits[reason]);
 }
 
@@ -267,7 +267,7 @@ noinstr void __asi_enter_user(void)
 	pgd_t *asi_pgd;
 	u64 full;
 
-	if (this_cpu_read(asi_cpu_state.restricted) || !mm)
+	if (this_cpu_read(asi_cpu_state.nonsensitive) || !mm)
 		return;
 	asi_pgd = READ_ONCE(mm->context.asi_pgd);
 	if (!asi_pgd)
@@ -286,7 +286,7 @@ noinstr void __asi_enter_user(void)
  */
 noinstr bool __asi_fault_exit(struct pt_regs *regs, unsigned long address)
 {
-	if (!this_cpu_read(asi_cpu_state.restricted) || user_mode(regs) ||
+	if (!this_cpu_read(asi_cpu_state.nonsensitive) || user_mode(regs) ||
 	    address < TASK_SIZE_MAX)
 		return false;
 	if (in_nmi()) {
@@ -331,15 +331,15 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
 	bool left = false;
 
 	/*
-	 * Callers run with preemption disabled. Not restricted is the common
+	 * Callers run with preemption disabled. Not nonsensitive is the common
 	 * case on the context-switch path: no need to mask interrupts. An
 	 * interrupt may still leave before they are masked, hence the
 	 * second check.
 	 */
-	if (!this_cpu_read(asi_cpu_state.restricted))
+	if (!this_cpu_read(asi_cpu_state.nonsensitive))
 		return;
 	local_irq_save(flags);
-	if (this_cpu_read(asi_cpu_state.restricted)) {
+	if (this_cpu_read(asi_cpu_state.nonsensitive)) {
 		asi_leave(reason);
 		left = true;
 	}
@@ -352,8 +352,8 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
 
 /*
  * switch_mm_irqs_off() is about to load @cr3, the full CR3 of the mm whose
- * PGD is @pgdir. If this CPU is restricted and that mm has a nonsensitive
- * table, load that instead and stay restricted: the scheduler touches no
+ * PGD is @pgdir. If this CPU is nonsensitive and that mm has a nonsensitive
+ * table, load that instead and stay nonsensitive: the scheduler touches no
  * user data, and the next process goes on where it left the nonsensitive
  * space, if it did. Returns whether CR3 was written.
  *
@@ -372,7 +372,7 @@ bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
 	u64 full;
 
 	lockdep_assert_irqs_disabled();
-	if (!this_cpu_read(asi_cpu_state.restricted) || !PageTable(ptdesc_page(pt)))
+	if (!this_cpu_read(asi_cpu_state.nonsensitive) || !PageTable(ptdesc_page(pt)))
 		return false;
 	mm = pgd_page_get_mm(pt);
 	if (!mm || mm == &init_mm || mm->pgd != pgdir)
@@ -393,44 +393,44 @@ bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
 
 noinstr void __asi_exit_noinstr(enum asi_exit_reason reason)
 {
-	if (this_cpu_read(asi_cpu_state.restricted))
+	if (this_cpu_read(asi_cpu_state.nonsensitive))
 		asi_leave(reason);
 }
 
 /*
- * CR3 at the start of an NMI if the CPU was restricted, else 0. An NMI on
+ * CR3 at the start of an NMI if the CPU was nonsensitive, else 0. An NMI on
  * the full tables may touch any mm's data.
  */
 noinstr u64 __asi_nmi_enter(void)
 {
-	if (this_cpu_read(asi_cpu_state.restricted))
+	if (this_cpu_read(asi_cpu_state.nonsensitive))
 		return __native_read_cr3();
 	__asi_note_foreign();
 	return 0;
 }
 
 /*
- * End of an NMI that started restricted with CR3 @cr3: if the handler left,
+ * End of an NMI that started nonsensitive with CR3 @cr3: if the handler left,
  * go back. The flag goes first, as when entering; full_cr3 is unchanged,
  * since only the return to user mode enters.
  */
 noinstr void __asi_nmi_exit(u64 cr3)
 {
-	if (!cr3 || this_cpu_read(asi_cpu_state.restricted))
+	if (!cr3 || this_cpu_read(asi_cpu_state.nonsensitive))
 		return;
-	this_cpu_write(asi_cpu_state.restricted, true);
+	this_cpu_write(asi_cpu_state.nonsensitive, true);
 	asi_write_cr3(cr3);
 	this_cpu_inc(asi_enters);
 }
 
-noinstr bool __asi_restricted(void)
+noinstr bool __asi_in_nonsensitive(void)
 {
-	return this_cpu_read(asi_cpu_state.restricted);
+	return this_cpu_read(asi_cpu_state.nonsensitive);
 }
 
 noinstr unsigned long __asi_read_full_cr3(void)
 {
-	if (this_cpu_read(asi_cpu_state.restricted))
+	if (this_cpu_read(asi_cpu_state.nonsensitive))
 		return this_cpu_read(asi_cpu_state.full_cr3);
 	return __read_cr3();
 }
@@ -441,7 +441,7 @@ noinstr unsigned long __asi_read_full_cr3(void)
  */
 void asi_cpu_reset(void)
 {
-	this_cpu_write(asi_cpu_state.restricted, false);
+	this_cpu_write(asi_cpu_state.nonsensitive, false);
 	this_cpu_write(asi_cpu_state.stale_full, (u16)GENMASK(TLB_NR_DYN_ASIDS - 1, 0));
 	this_cpu_write(asi_cpu_state.stale_ns, (u16)GENMASK(TLB_NR_DYN_ASIDS - 1, 0));
 }
@@ -460,7 +460,7 @@ u64 asi_exit_count(enum asi_exit_reason reason)
 }
 
 /*
- * Enters (@what -1), switches between mms that stay restricted (-2), CR3
+ * Enters (@what -1), switches between mms that stay nonsensitive (-2), CR3
  * writes that flush (-3) or keep (-4) the PCID they load, or exits for
  * reason @what of possible CPU @cpu; false if there is no such CPU or
  * reason.
@@ -1073,7 +1073,7 @@ unsigned int asi_test_cpu(void)
  * kernel-mode #PF switches back to the full address space
  * (asi_fault_exit()). @fn may enable IRQs for a while.
  */
-int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg)
+int asi_test_run_nonsensitive(u64 pgd, int (*fn)(void *arg), void *arg)
 {
 	unsigned long flags;
 	int ret;
@@ -1082,7 +1082,7 @@ int asi_test_run_restricted(u64 pgd, int (*fn)(void *arg), void *arg)
 	local_irq_save(flags);
 	asi_enter(pgd);
 	ret = fn(arg);
-	if (this_cpu_read(asi_cpu_state.restricted))
+	if (this_cpu_read(asi_cpu_state.nonsensitive))
 		asi_leave(ASI_EXIT_OTHER);
 	local_irq_restore(flags);
 	preempt_enable();
@@ -1115,7 +1115,7 @@ static void asi_test_marks(struct asi_test_marks *m)
 	m->bit = BIT(this_cpu_read(cpu_tlbstate.loaded_mm_asid) % TLB_NR_DYN_ASIDS);
 }
 
-static int asi_test_flush_restricted(void *arg)
+static int asi_test_flush_nonsensitive(void *arg)
 {
 	flush_tlb_local();
 	asi_test_marks(arg);
@@ -1152,7 +1152,8 @@ int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m)
 
 	this_cpu_write(asi_cpu_state.stale_ns, 0);
 	local_irq_restore(flags);
-	asi_test_run_restricted(pgd, asi_test_flush_restricted, &m[ASI_TEST_MARKS_NONSENSITIVE]);
+	asi_test_run_nonsensitive(pgd, asi_test_flush_nonsensitive,
+				  &m[ASI_TEST_MARKS_NONSENSITIVE]);
 	local_irq_save(flags);
 	asi_test_marks(&m[ASI_TEST_MARKS_LEFT]);
 
@@ -1181,10 +1182,10 @@ int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m)
 }
 
 /* Whether this CPU is in the nonsensitive space, and its CR3. */
-bool asi_test_restricted(u64 *cr3)
+bool asi_test_in_nonsensitive(u64 *cr3)
 {
 	*cr3 = __read_cr3();
-	return this_cpu_read(asi_cpu_state.restricted);
+	return this_cpu_read(asi_cpu_state.nonsensitive);
 }
 
 /* What the interrupt or NMI of the nesting tests reads, and when it ran. */

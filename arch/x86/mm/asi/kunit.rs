@@ -195,7 +195,7 @@ mod tests {
         let enters = crate::debugfs::transition_total(sys::Transition::Enter);
         // SAFETY: The function only reads the page; the fault on it is the point.
         let ret =
-            unsafe { sys::test::run_restricted(t.pgd(), read_user_page, (&raw mut r).cast()) };
+            unsafe { sys::test::run_nonsensitive(t.pgd(), read_user_page, (&raw mut r).cast()) };
         let after = sys::test::page_fault_exits();
         let entered = crate::debugfs::transition_total(sys::Transition::Enter);
         let pf_total = crate::debugfs::transition_total(sys::Transition::ExitPageFault);
@@ -206,8 +206,9 @@ mod tests {
             sum: 0,
         };
         // SAFETY: As in `kernel_runs_on_nonsensitive_tables`.
-        let ret2 =
-            unsafe { sys::test::run_restricted(t.pgd(), on_nonsensitive, (&raw mut quiet).cast()) };
+        let ret2 = unsafe {
+            sys::test::run_nonsensitive(t.pgd(), on_nonsensitive, (&raw mut quiet).cast())
+        };
         let last = sys::test::page_fault_exits();
         let value = r.value;
         user.free();
@@ -228,8 +229,8 @@ mod tests {
     /// What the nesting tests read from an interrupt or NMI, and where they end up.
     struct Nested {
         value: Result<u64>,
-        restricted_before: (bool, u64),
-        restricted_after: (bool, u64),
+        nonsensitive_before: (bool, u64),
+        nonsensitive_after: (bool, u64),
     }
 
     /// The argument of [`read_nested`]: the page to read, how, and what it saw.
@@ -243,9 +244,9 @@ mod tests {
         // SAFETY: `arg` is the `NestedRun` of the test below, alive and not otherwise borrowed
         // during the call.
         let n = unsafe { &mut *arg.cast::<NestedRun<'_>>() };
-        n.seen.restricted_before = sys::test::restricted();
+        n.seen.nonsensitive_before = sys::test::in_nonsensitive();
         n.seen.value = n.page.nested_read(n.nmi);
-        n.seen.restricted_after = sys::test::restricted();
+        n.seen.nonsensitive_after = sys::test::in_nonsensitive();
         0
     }
 
@@ -270,15 +271,15 @@ mod tests {
             nmi,
             seen: Nested {
                 value: Err(EINVAL),
-                restricted_before: (false, 0),
-                restricted_after: (false, 0),
+                nonsensitive_before: (false, 0),
+                nonsensitive_after: (false, 0),
             },
         };
         let delta = transitions_during(|| {
             let run = sys::test::with_nested(nmi, || {
                 // SAFETY: The function copes with leaving the nonsensitive space: leaving is the
                 // point.
-                unsafe { sys::test::run_restricted(t.pgd(), read_nested, (&raw mut n).cast()) }
+                unsafe { sys::test::run_nonsensitive(t.pgd(), read_nested, (&raw mut n).cast()) }
             });
             if let Err(e) = run {
                 n.seen.value = Err(e);
@@ -313,8 +314,8 @@ mod tests {
         assert_eq!(writes, 4);
         // The NMI left (its #PF counts as an NMI exit), and its return put the CPU back on the
         // tables it interrupted: counted as a second enter.
-        assert!(n.restricted_before.0);
-        assert_eq!(n.restricted_after, n.restricted_before);
+        assert!(n.nonsensitive_before.0);
+        assert_eq!(n.nonsensitive_after, n.nonsensitive_before);
         // enters, page_fault, switch_mm, cr3_read, tlb_flush, nmi, other: the test's own enter
         // and the NMI's return; the NMI's exit; the test's exit at its end.
         assert_eq!(delta, [2, 0, 0, 0, 0, 1, 1, 0]);
@@ -333,9 +334,9 @@ mod tests {
         assert_eq!(n.value, Ok(0xc3c3_c3c3_c3c3_c3c3));
         // An interrupt's exit stands: the interrupted code goes on in the full space, the CR3 it
         // came from, until the next return to user mode enters again.
-        assert!(n.restricted_before.0);
-        assert!(!n.restricted_after.0);
-        assert_ne!(n.restricted_after.1, n.restricted_before.1);
+        assert!(n.nonsensitive_before.0);
+        assert!(!n.nonsensitive_after.0);
+        assert_ne!(n.nonsensitive_after.1, n.nonsensitive_before.1);
         assert_eq!(delta, [1, 1, 0, 0, 0, 0, 0, 0]);
         Ok(())
     }
@@ -351,9 +352,9 @@ mod tests {
         // SAFETY: `arg` is the `Cr3Fast` of the test below, alive and not otherwise borrowed
         // during the call.
         let r = unsafe { &mut *arg.cast::<Cr3Fast>() };
-        r.before = sys::test::restricted();
+        r.before = sys::test::in_nonsensitive();
         r.cr3 = sys::test::cr3_fast();
-        r.after = sys::test::restricted();
+        r.after = sys::test::in_nonsensitive();
         0
     }
 
@@ -370,7 +371,7 @@ mod tests {
         let delta = transitions_during(|| {
             // SAFETY: The function copes with leaving the nonsensitive space: leaving is the
             // point.
-            unsafe { sys::test::run_restricted(t.pgd(), read_cr3_fast, (&raw mut r).cast()) };
+            unsafe { sys::test::run_nonsensitive(t.pgd(), read_cr3_fast, (&raw mut r).cast()) };
         });
         // The CR3 handed out is the full one, and the one the CPU runs on from then on.
         assert!(r.before.0);

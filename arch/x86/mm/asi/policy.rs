@@ -2,7 +2,7 @@
 
 //! The taint model of ASI: which mitigations a change of address space or of running code needs.
 //!
-//! With ASI the kernel runs in the nonsensitive (restricted) address space, which maps no user
+//! With ASI the kernel runs in the nonsensitive address space, which maps no user
 //! data, and switches to the sensitive (full) space only when it must touch user data. Code the
 //! kernel does not trust, user code and (with KVM) guests, shares the CPU with it, and some CPU
 //! state outlives the code that filled it. This file decides, per CPU, which of that state has to
@@ -507,7 +507,7 @@ impl Policies {
 /// The kernel address space a CPU is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Space {
-    /// The restricted space, without user data.
+    /// The nonsensitive space, without user data.
     Nonsensitive,
     /// The full space.
     Sensitive,

@@ -634,7 +634,7 @@ pub(crate) mod test {
 
         /// Reads the first word of the first page from an NMI (`nmi`) or an interrupt this CPU
         /// sends itself, inside [`with_nested`]. Must run with IRQs and preemption disabled (in
-        /// [`run_restricted`]); for the interrupt it enables IRQs while it waits.
+        /// [`run_nonsensitive`]); for the interrupt it enables IRQs while it waits.
         pub(crate) fn nested_read(&self, nmi: bool) -> kernel::error::Result<u64> {
             let mut value = 0;
             // SAFETY: By the type invariant, the page is allocated and mapped; `value` is valid
@@ -764,20 +764,20 @@ pub(crate) mod test {
     /// # Safety
     ///
     /// `f` must not rely on staying in the nonsensitive space.
-    pub(crate) unsafe fn run_restricted(
+    pub(crate) unsafe fn run_nonsensitive(
         pgd: u64,
         f: extern "C" fn(*mut kernel::ffi::c_void) -> i32,
         arg: *mut kernel::ffi::c_void,
     ) -> i32 {
         // SAFETY: The caller guarantees `f` copes with leaving the nonsensitive space.
-        unsafe { bindings::asi_test_run_restricted(pgd, Some(f), arg) }
+        unsafe { bindings::asi_test_run_nonsensitive(pgd, Some(f), arg) }
     }
 
     /// Whether this CPU runs in the nonsensitive address space, and its CR3.
-    pub(crate) fn restricted() -> (bool, u64) {
+    pub(crate) fn in_nonsensitive() -> (bool, u64) {
         let mut cr3 = 0;
         // SAFETY: `cr3` is valid for writes.
-        let r = unsafe { bindings::asi_test_restricted(&mut cr3) };
+        let r = unsafe { bindings::asi_test_in_nonsensitive(&mut cr3) };
         (r, cr3)
     }
 
@@ -811,7 +811,7 @@ pub(crate) mod test {
 
     /// `__get_current_cr3_fast()`, which KVM uses for the host CR3. Preemption must be disabled.
     pub(crate) fn cr3_fast() -> u64 {
-        // SAFETY: The tests call this from `run_restricted()`, with preemption disabled.
+        // SAFETY: The tests call this from `run_nonsensitive()`, with preemption disabled.
         unsafe { bindings::asi_test_cr3_fast() }
     }
 

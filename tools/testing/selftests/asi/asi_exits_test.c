@@ -250,7 +250,7 @@ TEST(process_switches_stay_in_the_nonsensitive_space)
 	enters = read_key(TRANSITIONS, "enters") - enters;
 	faults = read_key(TRANSITIONS, "exits_page_fault") - faults;
 	switches = read_key(TRANSITIONS, "switches") - switches;
-	TH_LOG("20 children: %ld enters, %ld page-fault exits, %ld restricted switches",
+	TH_LOG("20 children: %ld enters, %ld page-fault exits, %ld nonsensitive switches",
 	       enters, faults, switches);
 	EXPECT_GE(enters, 20);
 	EXPECT_GT(faults, 0);
