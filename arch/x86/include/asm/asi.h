@@ -427,6 +427,7 @@ void asi_test_vunmap(unsigned long va);
 int asi_test_run_on(u64 pgd, int (*fn)(void *arg), void *arg);
 unsigned int asi_test_cpu(void);
 int asi_test_set_ro(unsigned long pfn, bool ro);
+int asi_test_set_global(unsigned long pfn, bool global);
 int asi_test_run_nonsensitive(u64 pgd, int (*fn)(void *arg), void *arg);
 u64 asi_test_read_page(unsigned long pfn);
 unsigned long asi_test_image_alias(bool *pge);

@@ -1315,6 +1315,14 @@ int asi_test_set_ro(unsigned long pfn, bool ro)
 	return ro ? set_memory_ro(va, 1) : set_memory_rw(va, 1);
 }
 
+/* Make the kernel's direct-map entry of @pfn global, or non-global again. */
+int asi_test_set_global(unsigned long pfn, bool global)
+{
+	unsigned long va = (unsigned long)pfn_to_kaddr(pfn);
+
+	return global ? set_memory_global(va, 1) : set_memory_nonglobal(va, 1);
+}
+
 /*
  * Create an mm, its nonsensitive table failing to allocate if @fail, and
  * let @check look at its PGD and nonsensitive table before it is dropped.

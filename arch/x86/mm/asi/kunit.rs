@@ -589,6 +589,36 @@ mod tests {
         Ok(())
     }
 
+    /// A global entry in the kernel's own direct map is reported (review m3): its TLB entries
+    /// would outlive a switch to the nonsensitive space.
+    #[test]
+    fn verifier_reports_a_global_direct_map_entry() -> Result {
+        if tables_or_none().is_none() {
+            return Ok(());
+        }
+        let page = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        let va = sys::layout().page_offset + (page.pfn() << 12);
+        let before = tables::verify();
+        page.set_global(true)?;
+        let planted = tables::verify();
+        page.set_global(false)?;
+        let after = tables::verify();
+        let pfn = page.pfn();
+        page.free();
+        assert_eq!(before.global, 0);
+        assert_eq!(
+            (planted.global, planted.problems()),
+            (1, before.problems() + 1)
+        );
+        let p = planted
+            .listed()
+            .find(|p| p.kind == ProblemKind::GlobalDirectMap)
+            .copied();
+        assert_eq!(p.map(|p| (p.va, p.pfn)), Some((va, Some(pfn))));
+        assert_eq!(after.global, 0);
+        Ok(())
+    }
+
     #[test]
     fn verifier_reports_a_mapping_the_kernel_does_not_grant() -> Result {
         let Some(t) = tables_or_none() else {

@@ -111,6 +111,9 @@ pub(crate) enum ProblemKind {
     /// An entry of an mm's nonsensitive top-level table differs from the global tables
     /// (kernel half) or from the mm's PGD (user half).
     DomainOutOfSync,
+    /// The kernel's own direct map has a global entry, whose TLB entries would outlive a
+    /// switch to the nonsensitive space.
+    GlobalDirectMap,
 }
 
 /// One problem: what, where, and the page it concerns.
@@ -132,6 +135,7 @@ impl fmt::Display for Problem {
             ProblemKind::ExtraMapping => write!(f, "extra-mapping")?,
             ProblemKind::DomainMissing => write!(f, "domain-missing")?,
             ProblemKind::DomainOutOfSync => write!(f, "domain-out-of-sync")?,
+            ProblemKind::GlobalDirectMap => write!(f, "global-direct-map")?,
         }
         write!(f, " va=0x{:x}", self.va)?;
         match self.pfn {
@@ -165,6 +169,8 @@ pub(crate) struct Report {
     pub(crate) extra: u64,
     /// Problems of the per-mm tables.
     pub(crate) domain: u64,
+    /// Global entries of the kernel's direct map.
+    pub(crate) global: u64,
     /// The first [`LISTED_PROBLEMS`] problems.
     pub(crate) listed: [Option<Problem>; LISTED_PROBLEMS],
     /// How long the walk took.
@@ -183,6 +189,7 @@ impl Default for Report {
             unmapped: 0,
             extra: 0,
             domain: 0,
+            global: 0,
             listed: [None; LISTED_PROBLEMS],
             elapsed_ns: 0,
         }
@@ -198,6 +205,7 @@ impl Report {
             ProblemKind::Unmapped(_) => self.unmapped += 1,
             ProblemKind::ExtraMapping => self.extra += 1,
             ProblemKind::DomainMissing | ProblemKind::DomainOutOfSync => self.domain += 1,
+            ProblemKind::GlobalDirectMap => self.global += 1,
         }
         if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.listed.get_mut(n)) {
             *slot = Some(p);
@@ -210,6 +218,7 @@ impl Report {
             .saturating_add(self.unmapped)
             .saturating_add(self.extra)
             .saturating_add(self.domain)
+            .saturating_add(self.global)
     }
 
     /// The listed problems.
@@ -230,6 +239,7 @@ impl fmt::Display for Report {
         writeln!(f, "unmapped_required: {}", self.unmapped)?;
         writeln!(f, "extra_mappings: {}", self.extra)?;
         writeln!(f, "domain_problems: {}", self.domain)?;
+        writeln!(f, "global_direct_map: {}", self.global)?;
         writeln!(f, "elapsed_us: {}", self.elapsed_ns / 1000)?;
         writeln!(f, "problems: {}", self.problems())?;
         for p in self.listed() {
@@ -275,6 +285,7 @@ mod tests {
             ProblemKind::DomainMissing,
             ProblemKind::DomainOutOfSync,
             ProblemKind::ExtraMapping,
+            ProblemKind::GlobalDirectMap,
         ] {
             r.add(Problem {
                 kind,
@@ -282,11 +293,13 @@ mod tests {
                 pfn: Some(0x1234),
             });
         }
-        assert_eq!((r.domain, r.extra, r.problems()), (2, 1, 3));
+        assert_eq!((r.domain, r.extra, r.global, r.problems()), (2, 1, 1, 4));
         let text = format!("{r}");
         assert!(text.contains("problem: domain-missing va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: domain-out-of-sync va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: extra-mapping va=0x7f0000000000 pfn=0x1234\n"));
+        assert!(text.contains("problem: global-direct-map va=0x7f0000000000 pfn=0x1234\n"));
+        assert!(text.contains("\nglobal_direct_map: 1\n"));
     }
 
     #[test]

@@ -669,6 +669,16 @@ pub(crate) mod test {
             kernel::error::to_result(unsafe { bindings::asi_test_set_ro(self.pfn as usize, true) })
         }
 
+        /// Makes the kernel's direct-map entry of the first page global (`global`), or
+        /// non-global again, as CPA does for any kernel page.
+        pub(crate) fn set_global(&self, global: bool) -> kernel::error::Result {
+            // SAFETY: By the type invariant, the page is allocated, and only `self` uses it;
+            // the global bit changes no access the kernel makes.
+            kernel::error::to_result(unsafe {
+                bindings::asi_test_set_global(self.pfn as usize, global)
+            })
+        }
+
         /// Makes the kernel's direct-map entry of the first page writable again.
         pub(crate) fn set_writable(&self) -> kernel::error::Result {
             // SAFETY: By the type invariant, the page is allocated, and only `self` uses it.

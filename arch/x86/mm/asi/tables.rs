@@ -347,6 +347,29 @@ impl Tables {
                 );
             }
         }
+        // The kernel's own direct map must have no global entry, or a TLB entry made on the
+        // full tables would outlive the switch to the nonsensitive ones (review m3). Looked up
+        // like the kernel does, locklessly, a leaf at a time.
+        let mut pfn = 0u64;
+        while pfn < pages {
+            let va = self.va(pfn);
+            let mut next = pfn.saturating_add(1);
+            if let Some((level, e)) = sys::kernel_leaf(va) {
+                if e & bits::GLOBAL != 0 {
+                    note(
+                        Problem {
+                            kind: ProblemKind::GlobalDirectMap,
+                            va,
+                            pfn: Some(pfn),
+                        },
+                        &mut found,
+                    );
+                }
+                let span = level.span() >> 12;
+                next = next.max((pfn & !(span - 1)).saturating_add(span));
+            }
+            pfn = next;
+        }
         let mut required_pages = 0u64;
         sys::for_each_required(&mut |what, va, len| {
             let first = va & !0xfff;
