@@ -163,15 +163,15 @@ u64 asi_ktime_ns(void);
 bool __asi_fault_exit(struct pt_regs *regs, unsigned long address);
 bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
 		     unsigned long address);
-void __asi_enter_user(void);
+void __asi_enter_nonsensitive(void);
 void __asi_exit(enum asi_exit_reason reason, unsigned long ip);
 void __asi_exit_noinstr(enum asi_exit_reason reason);
 bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid);
 void __asi_note_local_flush(void);
 void __asi_note_new_asid(u16 asid);
 unsigned long __asi_full_cr3_load(unsigned long cr3, u16 asid);
-u64 __asi_nmi_enter(void);
-void __asi_nmi_exit(u64 cr3);
+u64 __asi_ist_enter(void);
+void __asi_ist_exit(u64 cr3);
 unsigned long __asi_read_full_cr3(void);
 void asi_cpu_reset(void);
 u64 asi_exit_count(enum asi_exit_reason reason);
@@ -197,10 +197,10 @@ static __always_inline bool asi_fault_exit(struct pt_regs *regs,
  * nonsensitive address space of current's mm. Last thing before the return,
  * IRQs off, noinstr.
  */
-static __always_inline void asi_enter_user(void)
+static __always_inline void asi_enter_nonsensitive(void)
 {
 	if (cpu_feature_enabled(X86_FEATURE_ASI))
-		__asi_enter_user();
+		__asi_enter_nonsensitive();
 }
 
 /*
@@ -264,18 +264,18 @@ static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason)
 
 /*
  * An NMI handler may leave the nonsensitive space (a #PF on sensitive
- * data). asi_nmi_enter() at its start returns what asi_nmi_exit() needs at
+ * data). asi_ist_enter() at its start returns what asi_ist_exit() needs at
  * its end to go back to where the NMI landed. Both noinstr.
  */
-static __always_inline u64 asi_nmi_enter(void)
+static __always_inline u64 asi_ist_enter(void)
 {
-	return cpu_feature_enabled(X86_FEATURE_ASI) ? __asi_nmi_enter() : 0;
+	return cpu_feature_enabled(X86_FEATURE_ASI) ? __asi_ist_enter() : 0;
 }
 
-static __always_inline void asi_nmi_exit(u64 cr3)
+static __always_inline void asi_ist_exit(u64 cr3)
 {
 	if (cpu_feature_enabled(X86_FEATURE_ASI))
-		__asi_nmi_exit(cr3);
+		__asi_ist_exit(cr3);
 }
 
 /*
@@ -311,9 +311,9 @@ int asi_actions_alloc(void);
 void asi_actions_free(void);
 void __asi_return_to_user(void);
 void __asi_note_interrupt(void);
-void __asi_note_kthread(struct task_struct *tsk);
+void __asi_enter_lazy_tlb(struct task_struct *tsk);
 
-extern bool asi_covers_switch_ibpb;
+extern bool asi_ibpb_at_both_sites;
 
 /*
  * Whether ASI's actions keep every process's branch training from the
@@ -321,7 +321,7 @@ extern bool asi_covers_switch_ibpb;
  */
 static __always_inline bool asi_ibpb_covers_switch(void)
 {
-	return cpu_feature_enabled(X86_FEATURE_ASI) && asi_covers_switch_ibpb;
+	return cpu_feature_enabled(X86_FEATURE_ASI) && asi_ibpb_at_both_sites;
 }
 
 /*
@@ -346,10 +346,10 @@ static __always_inline void asi_note_interrupt(void)
 }
 
 /* Same for a kernel thread about to run (enter_lazy_tlb()). */
-static __always_inline void asi_note_kthread(struct task_struct *tsk)
+static __always_inline void asi_enter_lazy_tlb(struct task_struct *tsk)
 {
 	if (cpu_feature_enabled(X86_FEATURE_ASI))
-		__asi_note_kthread(tsk);
+		__asi_enter_lazy_tlb(tsk);
 }
 
 /* Rust, called from C. */
@@ -463,21 +463,21 @@ static __always_inline bool asi_fault_exit(struct pt_regs *regs,
 					   unsigned long address) { return false; }
 static inline bool asi_fault_retry(struct pt_regs *regs, unsigned long error_code,
 				   unsigned long address) { return false; }
-static __always_inline void asi_enter_user(void) { }
+static __always_inline void asi_enter_nonsensitive(void) { }
 static __always_inline void asi_exit(enum asi_exit_reason reason) { }
 static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason) { }
 static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid) { return false; }
 static __always_inline void asi_note_local_flush(void) { }
 static __always_inline void asi_note_new_asid(u16 asid) { }
 static __always_inline unsigned long asi_full_cr3_load(unsigned long cr3, u16 asid) { return cr3; }
-static __always_inline u64 asi_nmi_enter(void) { return 0; }
-static __always_inline void asi_nmi_exit(u64 cr3) { }
+static __always_inline u64 asi_ist_enter(void) { return 0; }
+static __always_inline void asi_ist_exit(u64 cr3) { }
 static __always_inline unsigned long asi_read_full_cr3(void) { return __read_cr3(); }
 static inline void asi_cpu_reset(void) { }
 static __always_inline void asi_return_to_user(void) { }
 static __always_inline bool asi_ibpb_covers_switch(void) { return false; }
 static __always_inline void asi_note_interrupt(void) { }
-static __always_inline void asi_note_kthread(struct task_struct *tsk) { }
+static __always_inline void asi_enter_lazy_tlb(struct task_struct *tsk) { }
 static inline int asi_init_mm(struct mm_struct *mm) { return 0; }
 static inline void asi_destroy_mm(struct mm_struct *mm) { }
 

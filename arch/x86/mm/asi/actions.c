@@ -218,7 +218,7 @@ noinstr void __asi_note_interrupt(void)
 		__asi_note_foreign();
 }
 
-noinstr void __asi_note_kthread(struct task_struct *tsk)
+noinstr void __asi_enter_lazy_tlb(struct task_struct *tsk)
 {
 	if (!is_idle_task(tsk) && !__asi_in_nonsensitive())
 		__asi_note_foreign();
@@ -265,14 +265,14 @@ bool asi_vector_mitigated(enum asi_action_site site)
  * preceded it or the return to user mode clears it), which is what the
  * IBPB on context switch of spectre_v2_user= provides.
  */
-bool asi_covers_switch_ibpb __ro_after_init;
+bool asi_ibpb_at_both_sites __ro_after_init;
 
 /* Called once, by asi_core_init(), before user space runs. */
 void asi_set_actions(u8 exit_mask, u8 run_mask)
 {
 	asi_site_actions[ASI_SITE_EXIT] = exit_mask;
 	asi_site_actions[ASI_SITE_RUN] = run_mask;
-	asi_covers_switch_ibpb = exit_mask & run_mask & BIT(ASI_ACTION_IBPB);
+	asi_ibpb_at_both_sites = exit_mask & run_mask & BIT(ASI_ACTION_IBPB);
 }
 
 /*

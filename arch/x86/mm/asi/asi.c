@@ -57,10 +57,10 @@ static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
  * Whether this CPU runs on ASI's nonsensitive tables, and the
  * CR3 of the full address space to go back to.
  *
- * A CPU enters on its way back to user mode (__asi_enter_user()) and stays
- * nonsensitive, in user mode and in the kernel, until something needs the
- * full tables: a #PF on a kernel address they map, or code that loads or
- * reads CR3 (asi_exit()). While nonsensitive, full_cr3 is what
+ * A CPU enters on its way back to user mode (__asi_enter_nonsensitive())
+ * and stays nonsensitive, in user mode and in the kernel, until something
+ * needs the full tables: a #PF on a kernel address they map, or code that
+ * loads or reads CR3 (asi_exit()). While nonsensitive, full_cr3 is what
  * switch_mm_irqs_off() loaded for the loaded mm; every CR3 load of tlb.c
  * exits first, so it cannot go stale.
  *
@@ -70,7 +70,7 @@ static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
  * So whenever the flag is set, full_cr3 is valid and CR3 is one of the
  * two, and leaving again is harmless; whenever it is clear, CR3 is the full
  * one. An NMI handler that leaves puts back, at its end, the flag and the
- * CR3 it found (__asi_nmi_exit()), so code interrupted on its way to user
+ * CR3 it found (__asi_ist_exit()), so code interrupted on its way to user
  * mode returns on the tables it chose.
  *
  * TLB: with PCIDs, each dynamic ASID has two PCIDs, the full one that
@@ -261,7 +261,7 @@ static __always_inline u64 asi_cr3(u64 full, u64 pgd)
 	return cr3;
 }
 
-noinstr void __asi_enter_user(void)
+noinstr void __asi_enter_nonsensitive(void)
 {
 	struct mm_struct *mm = current->mm;
 	pgd_t *asi_pgd;
@@ -401,7 +401,7 @@ noinstr void __asi_exit_noinstr(enum asi_exit_reason reason)
  * CR3 at the start of an NMI if the CPU was nonsensitive, else 0. An NMI on
  * the full tables may touch any mm's data.
  */
-noinstr u64 __asi_nmi_enter(void)
+noinstr u64 __asi_ist_enter(void)
 {
 	if (this_cpu_read(asi_cpu_state.nonsensitive))
 		return __native_read_cr3();
@@ -414,7 +414,7 @@ noinstr u64 __asi_nmi_enter(void)
  * go back. The flag goes first, as when entering; full_cr3 is unchanged,
  * since only the return to user mode enters.
  */
-noinstr void __asi_nmi_exit(u64 cr3)
+noinstr void __asi_ist_exit(u64 cr3)
 {
 	if (!cr3 || this_cpu_read(asi_cpu_state.nonsensitive))
 		return;
