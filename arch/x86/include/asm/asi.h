@@ -466,7 +466,8 @@ static inline bool asi_fault_retry(struct pt_regs *regs, unsigned long error_cod
 static __always_inline void asi_enter_nonsensitive(void) { }
 static __always_inline void asi_exit(enum asi_exit_reason reason) { }
 static __always_inline void asi_exit_noinstr(enum asi_exit_reason reason) { }
-static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid) { return false; }
+static __always_inline bool asi_switch_mm(pgd_t *pgdir, unsigned long cr3,
+					  u16 asid) { return false; }
 static __always_inline void asi_note_local_flush(void) { }
 static __always_inline void asi_note_new_asid(u16 asid) { }
 static __always_inline unsigned long asi_full_cr3_load(unsigned long cr3, u16 asid) { return cr3; }

@@ -614,7 +614,7 @@ void __init asi_check_boottime(void)
 	if (boot_cpu_has(X86_FEATURE_PTI)) {
 		asi_refuse(ASI_OFF_PTI,
 			   boot_cpu_has_bug(X86_BUG_CPU_MELTDOWN) ?
-			   "PTI is on (the CPU is affected by Meltdown) and ASI does not run alongside it" :
+			   "PTI is on (Meltdown-affected CPU) and ASI does not run alongside it" :
 			   "PTI is on (pti=on) and ASI does not run alongside it");
 		return;
 	}
