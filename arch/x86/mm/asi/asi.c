@@ -53,6 +53,34 @@
 
 static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
 
+#ifdef CONFIG_FAULT_INJECTION
+/*
+ * A fault attribute @name and its boot parameter "@name=".
+ *
+ * setup_fault_attr() cannot run while the command line is parsed: its
+ * prandom_init_once() allocates (to disable the static key it uses), and
+ * the slab allocator is not up yet, so a boot with any complete value
+ * would die before printing anything. The value is kept, and
+ * @name_apply() applies it once the allocator is up.
+ */
+#define ASI_FAULT_ATTR(name)					\
+	static DECLARE_FAULT_ATTR(name);			\
+	static char name##_param[32] __initdata;		\
+								\
+	static int __init name##_setup(char *str)		\
+	{							\
+		strscpy(name##_param, str);			\
+		return 1;					\
+	}							\
+	__setup(#name "=", name##_setup);			\
+								\
+	static void __init name##_apply(void)			\
+	{							\
+		if (name##_param[0])				\
+			setup_fault_attr(&name, name##_param);	\
+	}
+#endif
+
 /*
  * Whether this CPU runs on ASI's nonsensitive tables, and the
  * CR3 of the full address space to go back to.
@@ -531,22 +559,11 @@ early_param("asi", asi_parse_cmdline);
  * the software L1D flush buffer, then each page-table page of the
  * nonsensitive tables, so a space of N fails the N-th.
  */
-static DECLARE_FAULT_ATTR(fail_asi_setup);
-static char fail_asi_setup_param[32] __initdata;
-
-/* Applied by asi_setup(), see fail_asi_domain= for why not here. */
-static int __init fail_asi_setup_setup(char *str)
-{
-	strscpy(fail_asi_setup_param, str);
-	return 1;
-}
-__setup("fail_asi_setup=", fail_asi_setup_setup);
+ASI_FAULT_ATTR(fail_asi_setup)
 
 static void __init asi_setup_fault_attr(void)
 {
-	if (!fail_asi_setup_param[0])
-		return;
-	setup_fault_attr(&fail_asi_setup, fail_asi_setup_param);
+	fail_asi_setup_apply();
 	/* One line per forced failure, no stack dump. */
 	fail_asi_setup.verbose = 1;
 }
@@ -874,23 +891,10 @@ void asi_visit_required(asi_required_fn cb, void *ctx)
 
 #ifdef CONFIG_FAULT_INJECTION
 /*
- * fail_asi_domain=: make the allocation of an mm's nonsensitive table fail.
- *
- * setup_fault_attr() cannot run while the command line is parsed: its
- * prandom_init_once() allocates (to disable the static key it uses), and
- * the slab allocator is not up yet, so a boot with any complete value
- * died before printing anything. Keep the value and apply it from the
- * late initcall, before user space runs.
+ * fail_asi_domain=: make the allocation of an mm's nonsensitive table fail;
+ * applied from the late initcall, before user space runs.
  */
-static DECLARE_FAULT_ATTR(fail_asi_domain);
-static char fail_asi_domain_param[32] __initdata;
-
-static int __init fail_asi_domain_setup(char *str)
-{
-	strscpy(fail_asi_domain_param, str);
-	return 1;
-}
-__setup("fail_asi_domain=", fail_asi_domain_setup);
+ASI_FAULT_ATTR(fail_asi_domain)
 #endif
 
 /* A zeroed page for an mm's nonsensitive top-level table, 0 if none. */
@@ -1458,8 +1462,7 @@ early_initcall(asi_early_init);
 static int __init asi_late_init(void)
 {
 #ifdef CONFIG_FAULT_INJECTION
-	if (fail_asi_domain_param[0])
-		setup_fault_attr(&fail_asi_domain, fail_asi_domain_param);
+	fail_asi_domain_apply();
 #endif
 #ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
 	if (asi_enabled())
