@@ -134,6 +134,7 @@ static __always_inline bool asi_enabled(void)
 
 void asi_check_boottime(void);
 void asi_setup(void);
+pgprot_t asi_direct_map_pgprot(pgprot_t prot);
 
 /* C, called from Rust. */
 enum asi_boot_request asi_boot_request(void);
@@ -355,6 +356,7 @@ static __always_inline void asi_enter_lazy_tlb(struct task_struct *tsk)
 /* Rust, called from C. */
 int asi_core_init(void);
 int asi_core_setup(void);
+u64 asi_count_global_direct_map(void);
 u8 asi_policy_return_to_user(u64 mm_id);
 bool asi_fault_granted(unsigned long address, unsigned long error_code);
 int asi_debugfs_init(void);
@@ -431,6 +433,7 @@ int asi_test_set_global(unsigned long pfn, bool global);
 int asi_test_run_nonsensitive(u64 pgd, int (*fn)(void *arg), void *arg);
 u64 asi_test_read_page(unsigned long pfn);
 unsigned long asi_test_image_alias(bool *pge);
+unsigned long asi_test_dm_global_at_setup(void);
 u64 asi_test_cr3(u64 full, u64 pgd);
 u64 asi_test_cr3_fast(void);
 bool asi_test_in_nonsensitive(u64 *cr3);
@@ -458,6 +461,10 @@ static __always_inline bool asi_enabled(void)
 
 static inline void asi_check_boottime(void) { }
 static inline void asi_setup(void) { }
+static inline pgprot_t asi_direct_map_pgprot(pgprot_t prot)
+{
+	return prot;
+}
 static inline void asi_sync_direct_map(unsigned long va, unsigned long nr) { }
 static __always_inline bool asi_fault_exit(struct pt_regs *regs,
 					   unsigned long address) { return false; }

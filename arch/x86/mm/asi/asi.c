@@ -587,6 +587,15 @@ static enum asi_off_reason asi_off __ro_after_init = ASI_OFF_NONE;
 /* asi_check_boottime() found nothing against ASI: asi_setup() may enable it. */
 static bool asi_wanted __initdata;
 
+/*
+ * The kernel's direct map is built non-global: from asi_check_boottime(),
+ * if it found nothing against ASI, until asi_setup() fails, if it does.
+ */
+static bool asi_dm_nonglobal __ro_after_init;
+
+/* Global leaves of the direct map that asi_setup() found and converted. */
+static unsigned long asi_dm_global_at_setup __ro_after_init;
+
 /* asi_setup() is running: its allocations may be made to fail. */
 static bool asi_setting_up __ro_after_init;
 
@@ -654,6 +663,22 @@ void __init asi_check_boottime(void)
 #endif
 
 	asi_wanted = true;
+	asi_dm_nonglobal = true;
+}
+
+/*
+ * Called by init_memory_mapping() for each range of the kernel's direct map
+ * it maps, at boot and for hot-added memory: while ASI may run, the range
+ * is mapped without _PAGE_GLOBAL (review m3). ASI's nonsensitive direct map
+ * differs from the kernel's, so a global TLB entry made on the full tables
+ * would outlive the switch to the nonsensitive ones. The rest of the
+ * kernel's mappings are the same in both spaces and keep _PAGE_GLOBAL.
+ */
+pgprot_t asi_direct_map_pgprot(pgprot_t prot)
+{
+	if (asi_dm_nonglobal)
+		pgprot_val(prot) &= ~_PAGE_GLOBAL;
+	return prot;
 }
 
 enum asi_off_reason asi_off_reason(void)
@@ -1300,6 +1325,12 @@ unsigned long asi_test_image_alias(bool *pge)
 	return (unsigned long)__va(__pa_symbol(_stext));
 }
 
+/* How many global leaves asi_setup() found in the direct map it converted. */
+unsigned long asi_test_dm_global_at_setup(void)
+{
+	return asi_dm_global_at_setup;
+}
+
 /* What memdup_user() and friends do for large sizes: vmalloc with GFP_USER. */
 void *asi_test_kvmalloc_user(size_t size)
 {
@@ -1381,14 +1412,18 @@ static void __init asi_unmap_image_tail(void)
 
 /*
  * ASI's nonsensitive direct map differs from the kernel's, so no TLB entry
- * of either may survive a switch between them: make the direct map
- * non-global. The rest of the kernel's mappings are the same in both
- * address spaces and stay global.
+ * of either may survive a switch between them: the direct map must be
+ * non-global. init_memory_mapping() built it so (asi_direct_map_pgprot());
+ * count and convert whatever is global anyway, which would be a bug.
  */
 static int __init asi_direct_map_nonglobal(void)
 {
 	if (asi_setup_fails())
 		return -ENOMEM;
+	asi_dm_global_at_setup = asi_count_global_direct_map();
+	if (asi_dm_global_at_setup)
+		pr_warn("%lu leaves of the direct map were built global\n",
+			asi_dm_global_at_setup);
 	return set_memory_nonglobal_noalias(PAGE_OFFSET, max_pfn_mapped);
 }
 
@@ -1444,7 +1479,8 @@ void __init asi_setup(void)
 undo_actions:
 	asi_actions_free();
 undo_global:
-	/* A failed conversion may have done part of its work. */
+	/* Hot-added memory is mapped global again, and so is the direct map. */
+	asi_dm_nonglobal = false;
 	if (set_memory_global_noalias(PAGE_OFFSET, max_pfn_mapped))
 		pr_err("cannot make the direct map global again\n");
 	clear_cpu_cap(&boot_cpu_data, X86_FEATURE_ASI);

@@ -143,6 +143,17 @@ mod tests {
     }
 
     #[test]
+    fn direct_map_is_built_non_global() {
+        if tables_or_none().is_none() {
+            return;
+        }
+        // init_memory_mapping(), which hot-added memory goes through too, built the direct map
+        // without _PAGE_GLOBAL: asi_setup() found nothing to convert (review m3).
+        assert_eq!(sys::test::dm_global_at_setup(), 0);
+        assert_eq!(crate::tables::global_direct_map_leaves(), 0);
+    }
+
+    #[test]
     fn direct_map_is_global_without_asi() {
         let (va, pge) = sys::test::image_alias();
         // PTI maps the kernel non-global itself.

@@ -83,6 +83,17 @@ pub unsafe extern "C" fn asi_core_setup() -> c_int {
     0
 }
 
+/// Counts the global leaves of the kernel's direct map, see [`tables::global_direct_map_leaves`].
+///
+/// # Safety
+///
+/// No requirements: the lookups are lockless and only read the kernel's page tables. Called
+/// from `asi_setup()` in `arch/x86/mm/asi/asi.c`.
+#[export]
+pub unsafe extern "C" fn asi_count_global_direct_map() -> u64 {
+    tables::global_direct_map_leaves()
+}
+
 /// Logs ASI's state. Called from an early initcall, before SMP bring-up.
 ///
 /// # Safety

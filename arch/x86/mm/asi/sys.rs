@@ -721,6 +721,13 @@ pub(crate) mod test {
         (va as u64, pge)
     }
 
+    /// The number of global leaves that `asi_setup()` found in the kernel's direct map before it
+    /// converted them.
+    pub(crate) fn dm_global_at_setup() -> u64 {
+        // SAFETY: The function only reads a variable written once at boot.
+        unsafe { bindings::asi_test_dm_global_at_setup() as u64 }
+    }
+
     /// Runs `f` with CR3 pointing at the tables at physical address `pgd`, with interrupts
     /// disabled on this CPU.
     ///

@@ -348,28 +348,17 @@ impl Tables {
             }
         }
         // The kernel's own direct map must have no global entry, or a TLB entry made on the
-        // full tables would outlive the switch to the nonsensitive ones (review m3). Looked up
-        // like the kernel does, locklessly, a leaf at a time.
-        let mut pfn = 0u64;
-        while pfn < pages {
-            let va = self.va(pfn);
-            let mut next = pfn.saturating_add(1);
-            if let Some((level, e)) = sys::kernel_leaf(va) {
-                if e & bits::GLOBAL != 0 {
-                    note(
-                        Problem {
-                            kind: ProblemKind::GlobalDirectMap,
-                            va,
-                            pfn: Some(pfn),
-                        },
-                        &mut found,
-                    );
-                }
-                let span = level.span() >> 12;
-                next = next.max((pfn & !(span - 1)).saturating_add(span));
-            }
-            pfn = next;
-        }
+        // full tables would outlive the switch to the nonsensitive ones (review m3).
+        for_each_global_direct_map_leaf(self.page_offset, pages, |va, pfn| {
+            note(
+                Problem {
+                    kind: ProblemKind::GlobalDirectMap,
+                    va,
+                    pfn: Some(pfn),
+                },
+                &mut found,
+            )
+        });
         let mut required_pages = 0u64;
         sys::for_each_required(&mut |what, va, len| {
             let first = va & !0xfff;
@@ -594,6 +583,34 @@ pub(crate) fn stats() -> Stats {
         domains_created: crate::domain::counters().1,
         domain_failures: crate::domain::counters().2,
     }
+}
+
+/// Calls `f` with the address and the pfn of each global leaf of the kernel's direct map of
+/// `pages` pages at `page_offset`. Looked up like the kernel does, locklessly, a leaf at a time.
+fn for_each_global_direct_map_leaf(page_offset: u64, pages: u64, mut f: impl FnMut(u64, u64)) {
+    let mut pfn = 0u64;
+    while pfn < pages {
+        let va = page_offset.wrapping_add(pfn << 12);
+        let mut next = pfn.saturating_add(1);
+        if let Some((level, e)) = sys::kernel_leaf(va) {
+            if e & bits::GLOBAL != 0 {
+                f(va, pfn);
+            }
+            let span = level.span() >> 12;
+            next = next.max((pfn & !(span - 1)).saturating_add(span));
+        }
+        pfn = next;
+    }
+}
+
+/// The number of global leaves of the kernel's direct map, whether or not ASI's tables exist.
+pub(crate) fn global_direct_map_leaves() -> u64 {
+    let l = sys::layout();
+    let mut n = 0u64;
+    for_each_global_direct_map_leaf(l.page_offset, l.direct_map_pages, |_, _| {
+        n = n.saturating_add(1)
+    });
+    n
 }
 
 /// Walks the nonsensitive tables and reports mappings of sensitive pages and required kernel
