@@ -16,6 +16,8 @@ extern crate std;
 mod actions;
 #[path = "../arch/x86/mm/asi/cr3.rs"]
 mod cr3;
+#[path = "../arch/x86/mm/asi/pcid_rules.rs"]
+mod pcid_rules;
 #[path = "../arch/x86/mm/asi/pgtable.rs"]
 mod pgtable;
 #[path = "../arch/x86/mm/asi/policy.rs"]

@@ -42,6 +42,41 @@
 //! that exit must flush the full PCID, which may cache a pointer to the freed table.
 
 use super::check::Load;
+use crate::pcid_rules::{self as rules, Event};
+
+/// What `asi_pcid_rule()` (asi.c) does: applies `event` to ASID `asid`'s marks in the per-CPU
+/// masks `full` and `ns` (bit n: ASID n) as the rules' table, [`rules::TABLE`], decides, and
+/// returns whether a CR3 write may use CR3_NOFLUSH.
+fn apply(event: Event, asid: u8, full: &mut u16, ns: &mut u16) -> bool {
+    let bit = 1u16 << (asid % 16);
+    let mut marks = 0u8;
+    if *full & bit != 0 {
+        marks |= rules::FULL;
+    }
+    if *ns & bit != 0 {
+        marks |= rules::NS;
+    }
+    let d = rules::TABLE[event as usize][usize::from(marks)];
+    for (mask, flag) in [(full, rules::FULL), (ns, rules::NS)] {
+        if d & flag != 0 {
+            *mask |= bit;
+        } else {
+            *mask &= !bit;
+        }
+    }
+    d & rules::NOFLUSH != 0
+}
+
+/// The event of a CR3 write of the nonsensitive (`ns`) or full PCID that wanted CR3_NOFLUSH
+/// (`keep`) or not.
+fn load_event(ns: bool, keep: bool) -> Event {
+    match (ns, keep) {
+        (false, false) => Event::LoadFull,
+        (false, true) => Event::LoadFullKeep,
+        (true, false) => Event::LoadNs,
+        (true, true) => Event::LoadNsKeep,
+    }
+}
 use super::hw::{Cr3, Root, ASI_PCID_BIT};
 use super::kernel::{Mm, Run};
 use std::format;
@@ -70,23 +105,19 @@ impl Run<'_> {
             return wanted;
         }
         let a = &mut self.m.cpus[c].asi;
-        let mask = if ns {
-            &mut a.stale_ns
-        } else {
-            &mut a.stale_full
-        };
-        let bit = 1 << asid;
-        let noflush = wanted && *mask & bit == 0;
-        *mask &= !bit;
-        noflush
+        apply(
+            load_event(ns, wanted),
+            asid,
+            &mut a.stale_full,
+            &mut a.stale_ns,
+        )
     }
 
     /// Rule R2: `load_new_mm_cr3()` with `need_flush` marks both flavours of `asid`.
     pub(super) fn tracked_new_asid(&mut self, c: usize, asid: u8) {
         if self.cfg.tracking.is_some_and(|t| t.twin_on_new_asid) {
             let a = &mut self.m.cpus[c].asi;
-            a.stale_full |= 1 << asid;
-            a.stale_ns |= 1 << asid;
+            apply(Event::NewAsid, asid, &mut a.stale_full, &mut a.stale_ns);
         }
     }
 
@@ -96,13 +127,14 @@ impl Run<'_> {
             return;
         }
         let cr3 = self.m.cpus[c].hw.cr3();
-        let bit = 1 << self.asid_of(cr3);
+        let asid = self.asid_of(cr3);
         let a = &mut self.m.cpus[c].asi;
-        if cr3.pcid & ASI_PCID_BIT != 0 {
-            a.stale_full |= bit;
+        let event = if cr3.pcid & ASI_PCID_BIT != 0 {
+            Event::LocalFlushNs
         } else {
-            a.stale_ns |= bit;
-        }
+            Event::LocalFlushFull
+        };
+        apply(event, asid, &mut a.stale_full, &mut a.stale_ns);
     }
 
     /// `__asi_switch_mm()` (asi.c), called by `load_new_mm_cr3()` for the full CR3

@@ -101,9 +101,9 @@ pub(super) struct AsiState {
     /// The full CR3 to go back to (meaningful only while restricted).
     pub(super) full_cr3: Cr3,
     /// Tracked design: per ASID, its full PCID must be flushed when next loaded.
-    pub(super) stale_full: u8,
+    pub(super) stale_full: u16,
     /// Tracked design: per ASID, its nonsensitive PCID must be flushed when next loaded.
-    pub(super) stale_ns: u8,
+    pub(super) stale_ns: u16,
 }
 
 /// One CPU.

@@ -110,7 +110,8 @@
 //! - `UPSTREAM` (7.3 without ASI, PCIDs, global kernel mappings): closes at depth 27 with
 //!   87,118 states, no violation: the model of tlb.c raises no false alarm.
 //! - `TRACKED` (PCIDs and NOFLUSH, the design the kernel implements since "x86/mm/asi: Track
-//!   stale PCIDs of both address spaces and use PCIDs again"): no violation in 7,625,841,382
+//!   stale PCIDs of both address spaces and use PCIDs again", whose rules the model takes from
+//!   the kernel's own `pcid_rules.rs`): no violation in 7,625,841,382
 //!   sequences of 1 to 8 events (601,092 states); with 3 ASIDs, none in 29,926,707 sequences
 //!   of 1 to 6. The kernel tells the flavour of the current PCID for R1 by ASI's flag rather
 //!   than by CR3's PCID bit; the two differ only inside ASI's CR3 code, where no flush runs

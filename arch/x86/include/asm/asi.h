@@ -171,6 +171,35 @@ bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid);
 void __asi_note_local_flush(void);
 void __asi_note_new_asid(u16 asid);
 unsigned long __asi_full_cr3_load(unsigned long cr3, u16 asid);
+
+/*
+ * The rules for the marks of stale PCIDs (arch/x86/mm/asi/pcid_rules.rs,
+ * Event): the events that change an ASID's marks or ask whether a CR3
+ * write may use CR3_NOFLUSH.
+ */
+enum asi_pcid_event {
+	ASI_PCID_LOCAL_FLUSH_FULL,	/* R1, on the full tables */
+	ASI_PCID_LOCAL_FLUSH_NS,	/* R1, on the nonsensitive tables */
+	ASI_PCID_NEW_ASID,		/* R2 */
+	ASI_PCID_LOAD_FULL,		/* R4, the full PCID, flushing */
+	ASI_PCID_LOAD_FULL_KEEP,	/* R4, the full PCID, CR3_NOFLUSH wanted */
+	ASI_PCID_LOAD_NS,		/* R4, the nonsensitive PCID, flushing */
+	ASI_PCID_LOAD_NS_KEEP,		/* R4, ... CR3_NOFLUSH wanted */
+	ASI_PCID_NR_EVENTS,
+};
+
+/* Bits of the marks and of the decisions in asi_pcid_rules[]. */
+#define ASI_PCID_FULL		0x1	/* the full PCID is marked stale */
+#define ASI_PCID_NS		0x2	/* the nonsensitive PCID is marked stale */
+#define ASI_PCID_NOFLUSH	0x4	/* the CR3 write may use CR3_NOFLUSH */
+
+/*
+ * Rust: asi_pcid_rules[event][marks] is the marks after @event on an ASID
+ * with @marks, and ASI_PCID_NOFLUSH if a CR3 write may keep the PCID's
+ * entries. A table, computed at build time, because the CR3 writes that
+ * consult it are noinstr.
+ */
+extern const u8 asi_pcid_rules[ASI_PCID_NR_EVENTS][4];
 u64 __asi_ist_enter(void);
 void __asi_ist_exit(u64 cr3);
 unsigned long __asi_read_full_cr3(void);

@@ -125,6 +125,10 @@ static enum asi_boot_request asi_request __ro_after_init = ASI_BOOT_DEFAULT;
  * R5 - a page that becomes sensitive is flushed from every PCID, global
  *      entries included (flush_tlb_all()).
  *
+ * R1, R2 and R4 are decided in Rust (pcid_rules.rs, which the host model
+ * runs); the C code below only tells them which event happened and looks
+ * their decision up in the table asi_pcid_rules[] (asi_pcid_rule()).
+ *
  * The marks are set and cleared with single per-CPU instructions, with
  * interrupts off; NMIs only clear them.
  */
@@ -150,20 +154,36 @@ static __always_inline void asi_write_cr3(u64 cr3)
 
 static_assert(TLB_NR_DYN_ASIDS <= 16);
 
-/* Whether @asid's @ns or full PCID is unmarked; the mark is consumed. */
-static __always_inline bool asi_pcid_take_clean(bool ns, u16 asid)
+/*
+ * Apply @ev to the marks of @asid as the rules decide (asi_pcid_rules[]),
+ * and return whether a CR3 write may use CR3_NOFLUSH. Each mark that
+ * changes does so by a single per-CPU instruction; an NMI in between, which
+ * can only clear marks, at worst leaves one set that it cleared.
+ */
+static __always_inline bool asi_pcid_rule(enum asi_pcid_event ev, u16 asid)
 {
 	u16 bit = BIT(asid % TLB_NR_DYN_ASIDS);
-	u16 stale;
+	unsigned int marks = 0;
+	u8 d;
 
-	if (ns) {
-		stale = this_cpu_read(asi_cpu_state.stale_ns);
-		this_cpu_and(asi_cpu_state.stale_ns, (u16)~bit);
-	} else {
-		stale = this_cpu_read(asi_cpu_state.stale_full);
-		this_cpu_and(asi_cpu_state.stale_full, (u16)~bit);
+	if (this_cpu_read(asi_cpu_state.stale_full) & bit)
+		marks |= ASI_PCID_FULL;
+	if (this_cpu_read(asi_cpu_state.stale_ns) & bit)
+		marks |= ASI_PCID_NS;
+	d = asi_pcid_rules[ev][marks];
+	if ((d ^ marks) & ASI_PCID_FULL) {
+		if (d & ASI_PCID_FULL)
+			this_cpu_or(asi_cpu_state.stale_full, bit);
+		else
+			this_cpu_and(asi_cpu_state.stale_full, (u16)~bit);
 	}
-	return !(stale & bit);
+	if ((d ^ marks) & ASI_PCID_NS) {
+		if (d & ASI_PCID_NS)
+			this_cpu_or(asi_cpu_state.stale_ns, bit);
+		else
+			this_cpu_and(asi_cpu_state.stale_ns, (u16)~bit);
+	}
+	return d & ASI_PCID_NOFLUSH;
 }
 
 /*
@@ -174,7 +194,13 @@ static __always_inline bool asi_pcid_take_clean(bool ns, u16 asid)
  */
 static __always_inline bool asi_pcid_noflush(bool ns, u16 asid, bool wanted)
 {
-	return asi_pcid_take_clean(ns, asid) && wanted && asid < TLB_NR_DYN_ASIDS &&
+	enum asi_pcid_event ev;
+
+	if (ns)
+		ev = wanted ? ASI_PCID_LOAD_NS_KEEP : ASI_PCID_LOAD_NS;
+	else
+		ev = wanted ? ASI_PCID_LOAD_FULL_KEEP : ASI_PCID_LOAD_FULL;
+	return asi_pcid_rule(ev, asid) && asid < TLB_NR_DYN_ASIDS &&
 	       cpu_feature_enabled(X86_FEATURE_PCID);
 }
 
@@ -226,22 +252,16 @@ static __always_inline u64 asi_cr3_noflush(u64 cr3, bool ns)
 /* R1, see above. IRQs off. */
 void __asi_note_local_flush(void)
 {
-	u16 bit = BIT(this_cpu_read(cpu_tlbstate.loaded_mm_asid) % TLB_NR_DYN_ASIDS);
-
 	/* The flag, not CR3: no flush runs inside asi_enter() or asi_leave(). */
-	if (this_cpu_read(asi_cpu_state.nonsensitive))
-		this_cpu_or(asi_cpu_state.stale_full, bit);
-	else
-		this_cpu_or(asi_cpu_state.stale_ns, bit);
+	asi_pcid_rule(this_cpu_read(asi_cpu_state.nonsensitive) ?
+		      ASI_PCID_LOCAL_FLUSH_NS : ASI_PCID_LOCAL_FLUSH_FULL,
+		      this_cpu_read(cpu_tlbstate.loaded_mm_asid));
 }
 
 /* R2, see above. IRQs off. */
 void __asi_note_new_asid(u16 asid)
 {
-	u16 bit = BIT(asid % TLB_NR_DYN_ASIDS);
-
-	this_cpu_or(asi_cpu_state.stale_full, bit);
-	this_cpu_or(asi_cpu_state.stale_ns, bit);
+	asi_pcid_rule(ASI_PCID_NEW_ASID, asid);
 }
 
 /* R4 for tlb.c's own load of the full CR3 @cr3 of @asid. IRQs off. */
@@ -1193,8 +1213,8 @@ int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m)
 
 	this_cpu_write(asi_cpu_state.stale_full, bit);
 	this_cpu_write(asi_cpu_state.stale_ns, 0);
-	m[ASI_TEST_MARKS_TAKEN].taken_marked = asi_pcid_take_clean(false, asid);
-	m[ASI_TEST_MARKS_TAKEN].taken_clean = asi_pcid_take_clean(true, asid);
+	m[ASI_TEST_MARKS_TAKEN].taken_marked = asi_pcid_rule(ASI_PCID_LOAD_FULL_KEEP, asid);
+	m[ASI_TEST_MARKS_TAKEN].taken_clean = asi_pcid_rule(ASI_PCID_LOAD_NS_KEEP, asid);
 	asi_test_marks(&m[ASI_TEST_MARKS_TAKEN]);
 	this_cpu_write(asi_cpu_state.stale_full, 0);
 	this_cpu_write(asi_cpu_state.stale_ns, 0);

@@ -403,47 +403,93 @@ mod tests {
         let Some(t) = tables_or_none() else {
             return Ok(());
         };
+        use crate::pcid_rules::{step, Event, Marks};
+
         let pcid = sys::cr3_snapshot().pcid;
         let m = sys::test::stale_marks(t.pgd())?;
-        let step = |s: u32| m[s as usize];
+        let at = |s: u32| m[s as usize];
         let marks = |s: u32| {
-            let m = step(s);
-            (m.full & m.bit != 0, m.ns & m.bit != 0)
+            let m = at(s);
+            Marks {
+                full: m.full & m.bit != 0,
+                ns: m.ns & m.bit != 0,
+            }
         };
+        // The marks the shared rules (pcid_rules.rs, which the host model checks) give after
+        // `events`, from `m`. Without PCIDs, ASI's CR3 writes are not PCID loads.
+        let after = |events: &[Event], m: Marks| {
+            events
+                .iter()
+                .filter(|&&e| pcid || !matches!(e, Event::LoadNs | Event::LoadNsKeep))
+                .fold(m, |m, &e| step(e, m).marks)
+        };
+        let clean = Marks::default();
         // R1: a local flush on the full tables leaves the nonsensitive PCID stale.
+        let local = marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_LOCAL);
+        assert_eq!(local, after(&[Event::LocalFlushFull], clean));
         assert_eq!(
-            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_LOCAL),
-            (false, true)
+            local,
+            Marks {
+                full: false,
+                ns: true
+            }
         );
-        // R1: and on the nonsensitive tables, the full one.
+        // R1: and on the nonsensitive tables (entered from unmarked PCIDs), the full one.
+        let ns = marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_NONSENSITIVE);
+        assert_eq!(ns, after(&[Event::LoadNsKeep, Event::LocalFlushNs], clean));
         assert_eq!(
-            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_NONSENSITIVE),
-            (true, false)
+            ns,
+            Marks {
+                full: true,
+                ns: false
+            }
         );
         // R4: leaving flushes the marked full PCID and consumes the mark (with PCIDs).
+        let left = marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_LEFT);
+        let expected = if pcid {
+            step(Event::LoadFullKeep, ns).marks
+        } else {
+            ns
+        };
+        assert_eq!(left, expected);
         assert_eq!(
-            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_LEFT),
-            (!pcid, false)
+            left,
+            Marks {
+                full: !pcid,
+                ns: false
+            }
         );
         // R1 and R3: a one-page kernel flush marks the other PCID and the other ASIDs.
-        assert_eq!(
-            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_KERNEL),
-            (false, true)
-        );
-        assert!(step(bindings::asi_test_mark_step_ASI_TEST_MARKS_KERNEL).invalidate_other);
+        let kernel = marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_KERNEL);
+        assert_eq!(kernel, after(&[Event::LocalFlushFull], clean));
+        assert!(at(bindings::asi_test_mark_step_ASI_TEST_MARKS_KERNEL).invalidate_other);
         // R4: a marked PCID is not clean, an unmarked one is; both marks are gone after.
-        let taken = step(bindings::asi_test_mark_step_ASI_TEST_MARKS_TAKEN);
+        let marked = Marks {
+            full: true,
+            ns: false,
+        };
+        let taken = at(bindings::asi_test_mark_step_ASI_TEST_MARKS_TAKEN);
+        let first = step(Event::LoadFullKeep, marked);
+        let second = step(Event::LoadNsKeep, first.marks);
+        assert_eq!(taken.taken_marked, first.noflush);
         assert!(!taken.taken_marked);
+        assert_eq!(taken.taken_clean, second.noflush);
         assert!(taken.taken_clean);
         assert_eq!(
             marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_TAKEN),
-            (false, false)
+            second.marks
         );
+        assert_eq!(second.marks, clean);
         // R2 and R4: a new mm's ASID is loaded with a flush of its full PCID, its nonsensitive
         // PCID stays marked.
+        let switched = marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_SWITCHED);
+        assert_eq!(switched, after(&[Event::NewAsid, Event::LoadFull], clean));
         assert_eq!(
-            marks(bindings::asi_test_mark_step_ASI_TEST_MARKS_SWITCHED),
-            (false, true)
+            switched,
+            Marks {
+                full: false,
+                ns: true
+            }
         );
         Ok(())
     }

@@ -8,8 +8,9 @@
 //!
 //! Layout of the crate:
 //!
-//! - [`actions`], [`cr3`], [`pgtable`], [`policy`], [`stats`] and [`status`] are pure logic on
-//!   `core` alone, shared with the host test crate (`cargo test` at the top of the repository).
+//! - [`actions`], [`cr3`], [`pcid_rules`], [`pgtable`], [`policy`], [`stats`] and [`status`] are
+//!   pure logic on `core` alone, shared with the host test crate (`cargo test` at the top of the
+//!   repository); the host model of the TLB runs [`pcid_rules`] too.
 //! - [`sys`] is the only module that calls C. It wraps each function of `asm/asi.h` once.
 //! - [`tables`] builds the nonsensitive page tables and keeps the sensitivity of each page.
 //! - [`mitigation`] drives the taint model on each CPU and sets up the mitigation actions.
@@ -28,12 +29,45 @@ mod debugfs;
 mod domain;
 mod kunit;
 mod mitigation;
+mod pcid_rules;
 mod pgtable;
 mod policy;
 mod stats;
 mod status;
 mod sys;
 mod tables;
+
+/// The decisions of the PCID rules, [`pcid_rules::TABLE`], for `asi.c`: its CR3 writes are
+/// `noinstr` and cannot call Rust, so they look the rules' decisions up here.
+#[export_name = "asi_pcid_rules"]
+static ASI_PCID_RULES: [[u8; 4]; pcid_rules::NR_EVENTS] = pcid_rules::TABLE;
+
+// C's names for the events and the bits of the table are the rules' own.
+const _: () = {
+    use kernel::bindings as b;
+    use pcid_rules::Event as E;
+    let events = [
+        (
+            b::asi_pcid_event_ASI_PCID_LOCAL_FLUSH_FULL,
+            E::LocalFlushFull,
+        ),
+        (b::asi_pcid_event_ASI_PCID_LOCAL_FLUSH_NS, E::LocalFlushNs),
+        (b::asi_pcid_event_ASI_PCID_NEW_ASID, E::NewAsid),
+        (b::asi_pcid_event_ASI_PCID_LOAD_FULL, E::LoadFull),
+        (b::asi_pcid_event_ASI_PCID_LOAD_FULL_KEEP, E::LoadFullKeep),
+        (b::asi_pcid_event_ASI_PCID_LOAD_NS, E::LoadNs),
+        (b::asi_pcid_event_ASI_PCID_LOAD_NS_KEEP, E::LoadNsKeep),
+    ];
+    let mut i = 0;
+    while i < events.len() {
+        assert!(events[i].0 as u64 == events[i].1 as u64);
+        i += 1;
+    }
+    assert!(b::asi_pcid_event_ASI_PCID_NR_EVENTS as usize == pcid_rules::NR_EVENTS);
+    assert!(b::ASI_PCID_FULL as u64 == pcid_rules::FULL as u64);
+    assert!(b::ASI_PCID_NS as u64 == pcid_rules::NS as u64);
+    assert!(b::ASI_PCID_NOFLUSH as u64 == pcid_rules::NOFLUSH as u64);
+};
 
 /// Prefix of this crate's kernel log lines: `asi: `.
 const __LOG_PREFIX: &[u8] = b"asi\0";
