@@ -34,7 +34,7 @@
 #include <linux/sched/task.h>
 #include <linux/string.h>
 
-#include <asm/asi.h>
+#include <asm/asi_internal.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
 #include <asm/nospec-branch.h>

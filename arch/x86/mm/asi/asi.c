@@ -35,7 +35,7 @@
 #include <linux/vmalloc.h>
 
 #include <asm/apic.h>
-#include <asm/asi.h>
+#include <asm/asi_internal.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
 #include <asm/mmu_context.h>
