@@ -166,8 +166,9 @@ impl Run<'_> {
         true
     }
 
-    /// `__asi_exit()` and `asi_leave()` (asi.c): back to the full CR3, which was read from CR3
-    /// (bit 63 reads as 0) or stripped of NOFLUSH, so the write flushes on main.
+    /// `__asi_exit()` and `asi_load_full()`, once `asi_leave()` (asi.c): back to the full CR3,
+    /// which was read from CR3 (bit 63 reads as 0) or stripped of NOFLUSH, so the write flushes
+    /// on main.
     pub(super) fn asi_exit(&mut self, c: usize) {
         let a = &self.m.cpus[c].asi;
         if !a.restricted {
@@ -186,7 +187,7 @@ impl Run<'_> {
         self.m.cpus[c].asi.restricted = false;
     }
 
-    /// `__asi_enter_user()` and `asi_enter()` (asi.c).
+    /// `__asi_enter_user()` and `asi_load_nonsensitive()`, once `asi_enter()` (asi.c).
     pub(super) fn asi_enter_user(&mut self, c: usize) {
         let mm = self.m.cpus[c].tlb.loaded_mm;
         let Some(root) = mm.asi_pgd() else {

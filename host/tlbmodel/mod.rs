@@ -48,11 +48,12 @@
 //!   evicts round-robin) and a non-current slot can keep an mm's entries while the CPU runs
 //!   another, which is what B1 and B2 need. More slots only keep more mms cached at once;
 //!   `tracked_design_with_three_asids_is_sound` checks 3 to 6 events.
-//! - [`asi`]: ASI's `__asi_enter_user()`, `asi_leave()`/`__asi_exit()`, `__asi_switch_mm()`
-//!   and `asi_cr3()`, the hooks of the series in `load_new_mm_cr3()`, `flush_tlb_func()`'s lazy
-//!   path and `initialize_tlbstate_and_flush()`, `make_sensitive()` and
-//!   `make_nonsensitive()`; and the tracked design (stretch goal), whose rules R1 to R5 are
-//!   written down in [`asi`].
+//! - [`asi`]: ASI's `__asi_enter_user()`, `asi_load_full()` (once `asi_leave()`) and
+//!   `__asi_exit()`, `__asi_switch_mm()` and `asi_cr3()`, the hooks of the series in
+//!   `load_new_mm_cr3()`, `flush_tlb_func()`'s lazy path and `initialize_tlbstate_and_flush()`,
+//!   `make_sensitive()` and `make_nonsensitive()`; and the tracked design (stretch goal), whose
+//!   rules R1 to R5 are written down in [`asi`], and whose R1, R2 and R4 it takes from the
+//!   kernel's `pcid_rules.rs`.
 //! - [`check`]: the invariants. [`explore`]: the exhaustive driver.
 //!
 //! # Memory

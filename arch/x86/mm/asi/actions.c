@@ -8,7 +8,7 @@
  *
  * - Exit: before CR3 switches to the full tables. The model arms the
  *   actions an exit would need (exit_actions) whenever it changes the
- *   CPU's state, and asi_leave() runs them, in noinstr code, right before
+ *   CPU's state, and asi_load_full() runs them, in noinstr code, right before
  *   the CR3 write, NMIs included. Only the model disarms them.
  * - Run: before user code runs, from arch_exit_to_user_mode_prepare() with
  *   IRQs off. The model catches up on what happened since the last return
@@ -53,7 +53,7 @@ void asi_fill_return_buffer(void);
  * pending is set by noinstr code and NMIs and taken by the model; both with
  * single per-CPU read-modify-write instructions, which an NMI on the same
  * CPU cannot split. exit_actions is written by the model and read by
- * asi_leave().
+ * asi_load_full().
  */
 struct asi_policy_cpu {
 	u64	state[ASI_POLICY_STATE_BYTES / sizeof(u64)];
@@ -139,7 +139,7 @@ static noinstr void asi_l1d_flush_sw(void)
 /*
  * Run the actions of @required that @site allows, in the order of enum
  * asi_action, and count them. IRQs off or in an exception; noinstr, for
- * the exit site runs right before the CR3 write in asi_leave().
+ * the exit site runs right before the CR3 write in asi_load_full().
  */
 static noinstr void asi_do_actions(u8 required, enum asi_action_site site)
 {
@@ -177,7 +177,7 @@ static noinstr void asi_do_actions(u8 required, enum asi_action_site site)
 
 /*
  * Before CR3 switches to the full tables: run the actions the model armed
- * and note the exit. From asi_leave(), IRQs off or in an exception, NMIs
+ * and note the exit. From asi_load_full(), IRQs off or in an exception, NMIs
  * included. The actions stay armed: an NMI may leave before the user code
  * they guard against has even run, and then the next exit needs them again.
  */

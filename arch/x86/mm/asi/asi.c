@@ -252,7 +252,10 @@ static __always_inline u64 asi_cr3_noflush(u64 cr3, bool ns)
 /* R1, see above. IRQs off. */
 void __asi_note_local_flush(void)
 {
-	/* The flag, not CR3: no flush runs inside asi_enter() or asi_leave(). */
+	/*
+	 * The flag, not CR3: no flush runs inside asi_load_nonsensitive() or
+	 * asi_load_full().
+	 */
 	asi_pcid_rule(this_cpu_read(asi_cpu_state.nonsensitive) ?
 		      ASI_PCID_LOCAL_FLUSH_NS : ASI_PCID_LOCAL_FLUSH_FULL,
 		      this_cpu_read(cpu_tlbstate.loaded_mm_asid));
@@ -273,7 +276,7 @@ unsigned long __asi_full_cr3_load(unsigned long cr3, u16 asid)
 }
 
 /* Switch this CPU to the nonsensitive tables at @cr3. IRQs off. */
-static noinstr void asi_enter(u64 cr3)
+static noinstr void asi_load_nonsensitive(u64 cr3)
 {
 	this_cpu_write(asi_cpu_state.full_cr3, __native_read_cr3());
 	this_cpu_write(asi_cpu_state.nonsensitive, true);
@@ -285,7 +288,7 @@ static noinstr void asi_enter(u64 cr3)
  * Switch this CPU to the full address space, after the actions the taint
  * model armed for an exit. IRQs off or in an exception.
  */
-static noinstr void asi_leave(enum asi_exit_reason reason)
+static noinstr void asi_load_full(enum asi_exit_reason reason)
 {
 	u64 cr3 = this_cpu_read(asi_cpu_state.full_cr3);
 
@@ -324,7 +327,8 @@ noinstr void __asi_enter_nonsensitive(void)
 	full = __native_read_cr3();
 	if ((full & CR3_ADDR_MASK) != __pa_nodebug(mm->pgd))
 		return;
-	asi_enter(asi_cr3_noflush(asi_cr3(full, __pa_nodebug(asi_pgd)), true));
+	asi_load_nonsensitive(asi_cr3_noflush(asi_cr3(full, __pa_nodebug(asi_pgd)),
+					      true));
 }
 
 /*
@@ -338,10 +342,10 @@ noinstr bool __asi_fault_exit(struct pt_regs *regs, unsigned long address)
 	    address < TASK_SIZE_MAX)
 		return false;
 	if (in_nmi()) {
-		asi_leave(ASI_EXIT_NMI);
+		asi_load_full(ASI_EXIT_NMI);
 		__asi_note_foreign();
 	} else {
-		asi_leave(ASI_EXIT_PAGE_FAULT);
+		asi_load_full(ASI_EXIT_PAGE_FAULT);
 	}
 	return true;
 }
@@ -388,7 +392,7 @@ void __asi_exit(enum asi_exit_reason reason, unsigned long ip)
 		return;
 	local_irq_save(flags);
 	if (this_cpu_read(asi_cpu_state.nonsensitive)) {
-		asi_leave(reason);
+		asi_load_full(reason);
 		left = true;
 	}
 	local_irq_restore(flags);
@@ -442,7 +446,7 @@ bool __asi_switch_mm(pgd_t *pgdir, unsigned long cr3, u16 asid)
 noinstr void __asi_exit_noinstr(enum asi_exit_reason reason)
 {
 	if (this_cpu_read(asi_cpu_state.nonsensitive))
-		asi_leave(reason);
+		asi_load_full(reason);
 }
 
 /*
@@ -1129,10 +1133,10 @@ int asi_test_run_nonsensitive(u64 pgd, int (*fn)(void *arg), void *arg)
 
 	preempt_disable();
 	local_irq_save(flags);
-	asi_enter(pgd);
+	asi_load_nonsensitive(pgd);
 	ret = fn(arg);
 	if (this_cpu_read(asi_cpu_state.nonsensitive))
-		asi_leave(ASI_EXIT_OTHER);
+		asi_load_full(ASI_EXIT_OTHER);
 	local_irq_restore(flags);
 	preempt_enable();
 	return ret;
@@ -1148,8 +1152,8 @@ void asi_test_exit(u64 pgd, bool foreign)
 	unsigned long flags;
 
 	local_irq_save(flags);
-	asi_enter(pgd);
-	asi_leave(ASI_EXIT_OTHER);
+	asi_load_nonsensitive(pgd);
+	asi_load_full(ASI_EXIT_OTHER);
 	if (foreign)
 		__asi_note_foreign();
 	local_irq_restore(flags);
