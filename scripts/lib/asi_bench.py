@@ -111,12 +111,12 @@ def main(argv):
     base_mode, base = runs[0]
     names = list(base)
     counters = ["user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
-                "tlb_flushes", "domains_created", "exits_page_fault", "exits_switch_mm",
+                "tlb_flushes", "ns_pgds_created", "exits_page_fault", "exits_switch_mm",
                 "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other", "switches",
                 "cr3_writes_flush", "cr3_writes_noflush"]
     short = {"user_pages_allocated": "upages", "flips_to_sensitive": "flip+",
              "flips_to_nonsensitive": "flip-", "tlb_flushes": "flush",
-             "domains_created": "domains", "exits_page_fault": "x:pf",
+             "ns_pgds_created": "ns_pgds", "exits_page_fault": "x:pf",
              "exits_switch_mm": "x:swmm", "exits_cr3_read": "x:cr3",
              "exits_tlb_flush": "x:tlb", "exits_nmi": "x:nmi", "exits_other": "x:other",
              "switches": "switch", "cr3_writes_flush": "cr3:fl", "cr3_writes_noflush": "cr3:nofl"}

@@ -96,8 +96,8 @@ enum asi_action_site {
 /* Bytes of per-CPU memory that hold the taint model's state (policy.rs). */
 #define ASI_POLICY_STATE_BYTES	256
 
-/* Called by asi_visit_domains() for each mm with a nonsensitive table. */
-typedef void (*asi_domain_fn)(void *ctx, u64 mm_pgd, u64 asi_pgd);
+/* Called by asi_visit_ns_pgds() for each mm with a nonsensitive table. */
+typedef void (*asi_ns_pgd_fn)(void *ctx, u64 mm_pgd, u64 asi_pgd);
 
 /* Called by asi_visit_required() for each range that must stay mapped. */
 typedef void (*asi_required_fn)(void *ctx, const char *what, unsigned long va,
@@ -123,11 +123,11 @@ unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable);
 void asi_batch_free(const unsigned long *pfns, unsigned int n);
 void asi_clear_page(unsigned long pfn);
 void asi_visit_required(asi_required_fn fn, void *ctx);
-u64 asi_alloc_domain(void);
+u64 asi_alloc_ns_pgd(void);
 u64 asi_mm_pgd(struct mm_struct *mm);
-u64 asi_mm_domain(struct mm_struct *mm);
-void asi_mm_set_domain(struct mm_struct *mm, u64 pgd);
-void asi_visit_domains(asi_domain_fn fn, void *ctx);
+u64 asi_mm_ns_pgd(struct mm_struct *mm);
+void asi_mm_set_ns_pgd(struct mm_struct *mm, u64 pgd);
+void asi_visit_ns_pgds(asi_ns_pgd_fn fn, void *ctx);
 u64 asi_ktime_ns(void);
 
 
@@ -245,7 +245,7 @@ void asi_test_nested_teardown(bool nmi);
 int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value);
 void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
-int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
+int asi_test_mm_ns_pgd(bool fail, void (*check)(void *ctx, u64 pgd, u64 ns_pgd),
 		       void *ctx);
 void asi_test_record_actions(bool on);
 unsigned int asi_test_recorded(u8 *masks, u8 *sites, unsigned int max);

@@ -940,19 +940,19 @@ void asi_visit_required(asi_required_fn cb, void *ctx)
 
 #ifdef CONFIG_FAULT_INJECTION
 /*
- * fail_asi_domain=: make the allocation of an mm's nonsensitive table fail;
+ * fail_asi_ns_pgd=: make the allocation of an mm's nonsensitive table fail;
  * applied from the late initcall, before user space runs.
  */
-ASI_FAULT_ATTR(fail_asi_domain)
+ASI_FAULT_ATTR(fail_asi_ns_pgd)
 #endif
 
 /* A zeroed page for an mm's nonsensitive top-level table, 0 if none. */
-u64 asi_alloc_domain(void)
+u64 asi_alloc_ns_pgd(void)
 {
 	unsigned long va;
 
 #ifdef CONFIG_FAULT_INJECTION
-	if (should_fail(&fail_asi_domain, PAGE_SIZE))
+	if (should_fail(&fail_asi_ns_pgd, PAGE_SIZE))
 		return 0;
 #endif
 	va = get_zeroed_page(GFP_KERNEL_ACCOUNT);
@@ -964,14 +964,14 @@ u64 asi_mm_pgd(struct mm_struct *mm)
 	return __pa(mm->pgd);
 }
 
-u64 asi_mm_domain(struct mm_struct *mm)
+u64 asi_mm_ns_pgd(struct mm_struct *mm)
 {
 	pgd_t *pgd = READ_ONCE(mm->context.asi_pgd);
 
 	return pgd ? __pa(pgd) : 0;
 }
 
-void asi_mm_set_domain(struct mm_struct *mm, u64 pgd)
+void asi_mm_set_ns_pgd(struct mm_struct *mm, u64 pgd)
 {
 	WRITE_ONCE(mm->context.asi_pgd, pgd ? (pgd_t *)__va(pgd) : NULL);
 }
@@ -1003,7 +1003,7 @@ void __asi_set_user_pgd(pgd_t *pgdp, pgd_t pgd)
  * table. task_lock() keeps the mm alive while @cb runs, so @cb must not
  * sleep. An mm shared by several processes is visited once for each.
  */
-void asi_visit_domains(asi_domain_fn cb, void *ctx)
+void asi_visit_ns_pgds(asi_ns_pgd_fn cb, void *ctx)
 {
 	struct task_struct *p;
 
@@ -1014,7 +1014,7 @@ void asi_visit_domains(asi_domain_fn cb, void *ctx)
 		task_lock(p);
 		mm = p->mm;
 		if (mm && !(p->flags & PF_KTHREAD))
-			cb(ctx, __pa(mm->pgd), asi_mm_domain(mm));
+			cb(ctx, __pa(mm->pgd), asi_mm_ns_pgd(mm));
 		task_unlock(p);
 	}
 	rcu_read_unlock();
@@ -1387,20 +1387,20 @@ int asi_test_set_global(unsigned long pfn, bool global)
  * let @check look at its PGD and nonsensitive table before it is dropped.
  * -ENOMEM if mm_alloc() failed, -EOPNOTSUPP if @fail cannot be forced.
  */
-int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
+int asi_test_mm_ns_pgd(bool fail, void (*check)(void *ctx, u64 pgd, u64 ns_pgd),
 		       void *ctx)
 {
 	struct mm_struct *mm;
 
 #ifdef CONFIG_FAULT_INJECTION
-	unsigned long probability = fail_asi_domain.probability;
-	int times = atomic_read(&fail_asi_domain.times);
-	int verbose = fail_asi_domain.verbose;
+	unsigned long probability = fail_asi_ns_pgd.probability;
+	int times = atomic_read(&fail_asi_ns_pgd.times);
+	int verbose = fail_asi_ns_pgd.verbose;
 
 	if (fail) {
-		fail_asi_domain.probability = 100;
-		fail_asi_domain.verbose = 0;
-		atomic_set(&fail_asi_domain.times, 1);
+		fail_asi_ns_pgd.probability = 100;
+		fail_asi_ns_pgd.verbose = 0;
+		atomic_set(&fail_asi_ns_pgd.times, 1);
 	}
 #else
 	if (fail)
@@ -1408,13 +1408,13 @@ int asi_test_mm_domain(bool fail, void (*check)(void *ctx, u64 pgd, u64 domain),
 #endif
 	mm = mm_alloc();
 #ifdef CONFIG_FAULT_INJECTION
-	fail_asi_domain.probability = probability;
-	fail_asi_domain.verbose = verbose;
-	atomic_set(&fail_asi_domain.times, times);
+	fail_asi_ns_pgd.probability = probability;
+	fail_asi_ns_pgd.verbose = verbose;
+	atomic_set(&fail_asi_ns_pgd.times, times);
 #endif
 	if (!mm)
 		return -ENOMEM;
-	check(ctx, __pa(mm->pgd), asi_mm_domain(mm));
+	check(ctx, __pa(mm->pgd), asi_mm_ns_pgd(mm));
 	mmdrop(mm);
 	return 0;
 }
@@ -1522,11 +1522,11 @@ early_initcall(asi_early_init);
 static int __init asi_late_init(void)
 {
 #ifdef CONFIG_FAULT_INJECTION
-	fail_asi_domain_apply();
+	fail_asi_ns_pgd_apply();
 #endif
 #ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
 	if (asi_enabled())
-		fault_create_debugfs_attr("fail_asi_domain", NULL, &fail_asi_domain);
+		fault_create_debugfs_attr("fail_asi_ns_pgd", NULL, &fail_asi_ns_pgd);
 #endif
 	return asi_debugfs_init();
 }

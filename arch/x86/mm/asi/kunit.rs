@@ -717,15 +717,15 @@ mod tests {
     }
 
     #[test]
-    fn domains_follow_the_mm() -> Result {
+    fn ns_pgds_follow_the_mm() -> Result {
         let Some(t) = tables_or_none() else {
             return Ok(());
         };
         let before = tables::stats();
         let mut checked = false;
         let mut ran = false;
-        sys::test::mm_domain(false, &mut |pgd, domain| {
-            checked = domain != 0;
+        sys::test::mm_ns_pgd(false, &mut |pgd, ns_pgd| {
+            checked = ns_pgd != 0;
             if !checked {
                 return;
             }
@@ -736,9 +736,9 @@ mod tests {
                 } else {
                     pgd
                 };
-                // SAFETY: `mm_domain()` passes the PGD and the nonsensitive table of an mm that
+                // SAFETY: `mm_ns_pgd()` passes the PGD and the nonsensitive table of an mm that
                 // it drops only after this returns: both are tables of `mem`.
-                let ours = unsafe { mem.read(domain, i) };
+                let ours = unsafe { mem.read(ns_pgd, i) };
                 // SAFETY: `src` is that PGD, or the global nonsensitive top-level table, a table
                 // of `mem` that is never freed.
                 checked &= ours == unsafe { mem.read(src, i) };
@@ -757,33 +757,33 @@ mod tests {
             };
             // SAFETY: The mm's table has the kernel half of the global one, which maps the
             // function's code, stack, per-CPU data and buffer (see the test above).
-            let ret = unsafe { sys::test::run_on(domain, on_nonsensitive, (&raw mut r).cast()) };
+            let ret = unsafe { sys::test::run_on(ns_pgd, on_nonsensitive, (&raw mut r).cast()) };
             let expected: u64 = (0..256u64).map(|i| (i % 64) ^ 0x5a).sum();
             ran = ret == 0 && r.sum == expected;
         })?;
         let after = tables::stats();
         assert!(checked);
         assert!(ran);
-        assert_eq!(after.domains_created, before.domains_created + 1);
+        assert_eq!(after.ns_pgds_created, before.ns_pgds_created + 1);
         // Freed with the mm.
-        assert_eq!(after.domains, before.domains);
+        assert_eq!(after.ns_pgds, before.ns_pgds);
         Ok(())
     }
 
     #[test]
-    fn failed_domain_fails_the_mm_and_leaks_nothing() {
+    fn failed_ns_pgd_fails_the_mm_and_leaks_nothing() {
         if tables_or_none().is_none() {
             return;
         }
         let before = tables::stats();
         let mut called = false;
-        let r = sys::test::mm_domain(true, &mut |_, _| called = true);
+        let r = sys::test::mm_ns_pgd(true, &mut |_, _| called = true);
         let after = tables::stats();
         assert_eq!(r, Err(ENOMEM));
         assert!(!called);
-        assert_eq!(after.domain_failures, before.domain_failures + 1);
-        assert_eq!(after.domains, before.domains);
-        assert_eq!(after.domains_created, before.domains_created);
+        assert_eq!(after.ns_pgd_failures, before.ns_pgd_failures + 1);
+        assert_eq!(after.ns_pgds, before.ns_pgds);
+        assert_eq!(after.ns_pgds_created, before.ns_pgds_created);
     }
 
     use crate::{

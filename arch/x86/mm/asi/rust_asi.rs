@@ -26,9 +26,9 @@ mod actions;
 )]
 mod cr3;
 mod debugfs;
-mod domain;
 mod kunit;
 mod mitigation;
+mod ns_pgd;
 mod pcid_rules;
 mod pgtable;
 mod policy;
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
     0
 }
 
-/// Gives a new mm its nonsensitive top-level table, see [`domain::init_mm`].
+/// Gives a new mm its nonsensitive top-level table, see [`ns_pgd::init_mm`].
 ///
 /// # Safety
 ///
@@ -152,13 +152,13 @@ pub unsafe extern "C" fn asi_core_init() -> c_int {
 #[export]
 pub unsafe extern "C" fn asi_mm_init(mm: *mut kernel::bindings::mm_struct) -> c_int {
     // SAFETY: As guaranteed by the caller.
-    match unsafe { domain::init_mm(mm) } {
+    match unsafe { ns_pgd::init_mm(mm) } {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
 }
 
-/// Frees an mm's nonsensitive top-level table, see [`domain::destroy_mm`].
+/// Frees an mm's nonsensitive top-level table, see [`ns_pgd::destroy_mm`].
 ///
 /// # Safety
 ///
@@ -166,7 +166,7 @@ pub unsafe extern "C" fn asi_mm_init(mm: *mut kernel::bindings::mm_struct) -> c_
 #[export]
 pub unsafe extern "C" fn asi_mm_destroy(mm: *mut kernel::bindings::mm_struct) {
     // SAFETY: As guaranteed by the caller.
-    unsafe { domain::destroy_mm(mm) }
+    unsafe { ns_pgd::destroy_mm(mm) }
 }
 
 /// Makes `nr` pages from `pfn` sensitive, see [`tables::make_sensitive`].

@@ -30,11 +30,11 @@ pub(crate) struct Stats {
     /// Page-table pages of the global nonsensitive tables.
     pub(crate) global_table_pages: u64,
     /// Per-mm nonsensitive top-level tables now allocated (one page each).
-    pub(crate) domains: u64,
+    pub(crate) ns_pgds: u64,
     /// Per-mm tables created since boot.
-    pub(crate) domains_created: u64,
+    pub(crate) ns_pgds_created: u64,
     /// Per-mm tables that could not be allocated (the fork or exec failed).
-    pub(crate) domain_failures: u64,
+    pub(crate) ns_pgd_failures: u64,
 }
 
 /// Writes the content of the debugfs `stats` file: one `key: value` pair per line.
@@ -54,14 +54,10 @@ impl fmt::Display for Stats {
             "global_table_bytes: {}",
             self.global_table_pages.saturating_mul(4096)
         )?;
-        writeln!(f, "domains: {}", self.domains)?;
-        writeln!(f, "domains_created: {}", self.domains_created)?;
-        writeln!(f, "domain_failures: {}", self.domain_failures)?;
-        writeln!(
-            f,
-            "domain_table_bytes: {}",
-            self.domains.saturating_mul(4096)
-        )
+        writeln!(f, "ns_pgds: {}", self.ns_pgds)?;
+        writeln!(f, "ns_pgds_created: {}", self.ns_pgds_created)?;
+        writeln!(f, "ns_pgd_failures: {}", self.ns_pgd_failures)?;
+        writeln!(f, "ns_pgd_bytes: {}", self.ns_pgds.saturating_mul(4096))
     }
 }
 
@@ -107,10 +103,10 @@ pub(crate) enum ProblemKind {
     /// ASI's direct map maps a page the kernel's does not, or grants more (write, execute).
     ExtraMapping,
     /// A process's mm has no nonsensitive top-level table.
-    DomainMissing,
+    NsPgdMissing,
     /// An entry of an mm's nonsensitive top-level table differs from the global tables
     /// (kernel half) or from the mm's PGD (user half).
-    DomainOutOfSync,
+    NsPgdOutOfSync,
     /// The kernel's own direct map has a global entry, whose TLB entries would outlive a
     /// switch to the nonsensitive space.
     GlobalDirectMap,
@@ -133,8 +129,8 @@ impl fmt::Display for Problem {
             ProblemKind::SensitiveMapped => write!(f, "sensitive-mapped")?,
             ProblemKind::Unmapped(what) => write!(f, "unmapped {what}")?,
             ProblemKind::ExtraMapping => write!(f, "extra-mapping")?,
-            ProblemKind::DomainMissing => write!(f, "domain-missing")?,
-            ProblemKind::DomainOutOfSync => write!(f, "domain-out-of-sync")?,
+            ProblemKind::NsPgdMissing => write!(f, "ns-pgd-missing")?,
+            ProblemKind::NsPgdOutOfSync => write!(f, "ns-pgd-out-of-sync")?,
             ProblemKind::GlobalDirectMap => write!(f, "global-direct-map")?,
         }
         write!(f, " va=0x{:x}", self.va)?;
@@ -152,7 +148,7 @@ pub(crate) const LISTED_PROBLEMS: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Report {
     /// Page tables walked (the global tables, then each mm's top level).
-    pub(crate) domains: u64,
+    pub(crate) ns_pgds: u64,
     /// Present entries read.
     pub(crate) entries: u64,
     /// Present leaves.
@@ -168,7 +164,7 @@ pub(crate) struct Report {
     /// Direct-map entries granting more than the kernel's.
     pub(crate) extra: u64,
     /// Problems of the per-mm tables.
-    pub(crate) domain: u64,
+    pub(crate) ns_pgd: u64,
     /// Global entries of the kernel's direct map.
     pub(crate) global: u64,
     /// The first [`LISTED_PROBLEMS`] problems.
@@ -180,7 +176,7 @@ pub(crate) struct Report {
 impl Default for Report {
     fn default() -> Self {
         Report {
-            domains: 0,
+            ns_pgds: 0,
             entries: 0,
             leaves: 0,
             tables: 0,
@@ -188,7 +184,7 @@ impl Default for Report {
             sensitive_mapped: 0,
             unmapped: 0,
             extra: 0,
-            domain: 0,
+            ns_pgd: 0,
             global: 0,
             listed: [None; LISTED_PROBLEMS],
             elapsed_ns: 0,
@@ -204,7 +200,7 @@ impl Report {
             ProblemKind::SensitiveMapped => self.sensitive_mapped += 1,
             ProblemKind::Unmapped(_) => self.unmapped += 1,
             ProblemKind::ExtraMapping => self.extra += 1,
-            ProblemKind::DomainMissing | ProblemKind::DomainOutOfSync => self.domain += 1,
+            ProblemKind::NsPgdMissing | ProblemKind::NsPgdOutOfSync => self.ns_pgd += 1,
             ProblemKind::GlobalDirectMap => self.global += 1,
         }
         if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.listed.get_mut(n)) {
@@ -217,7 +213,7 @@ impl Report {
         self.sensitive_mapped
             .saturating_add(self.unmapped)
             .saturating_add(self.extra)
-            .saturating_add(self.domain)
+            .saturating_add(self.ns_pgd)
             .saturating_add(self.global)
     }
 
@@ -230,7 +226,7 @@ impl Report {
 /// Writes the content of the debugfs `verify` file.
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "domains: {}", self.domains)?;
+        writeln!(f, "ns_pgds: {}", self.ns_pgds)?;
         writeln!(f, "entries: {}", self.entries)?;
         writeln!(f, "leaves: {}", self.leaves)?;
         writeln!(f, "tables: {}", self.tables)?;
@@ -238,7 +234,7 @@ impl fmt::Display for Report {
         writeln!(f, "sensitive_mapped: {}", self.sensitive_mapped)?;
         writeln!(f, "unmapped_required: {}", self.unmapped)?;
         writeln!(f, "extra_mappings: {}", self.extra)?;
-        writeln!(f, "domain_problems: {}", self.domain)?;
+        writeln!(f, "ns_pgd_problems: {}", self.ns_pgd)?;
         writeln!(f, "global_direct_map: {}", self.global)?;
         writeln!(f, "elapsed_us: {}", self.elapsed_ns / 1000)?;
         writeln!(f, "problems: {}", self.problems())?;
@@ -279,11 +275,11 @@ mod tests {
     }
 
     #[test]
-    fn domain_problems_are_counted_apart() {
+    fn ns_pgd_problems_are_counted_apart() {
         let mut r = Report::default();
         for kind in [
-            ProblemKind::DomainMissing,
-            ProblemKind::DomainOutOfSync,
+            ProblemKind::NsPgdMissing,
+            ProblemKind::NsPgdOutOfSync,
             ProblemKind::ExtraMapping,
             ProblemKind::GlobalDirectMap,
         ] {
@@ -293,10 +289,10 @@ mod tests {
                 pfn: Some(0x1234),
             });
         }
-        assert_eq!((r.domain, r.extra, r.global, r.problems()), (2, 1, 1, 4));
+        assert_eq!((r.ns_pgd, r.extra, r.global, r.problems()), (2, 1, 1, 4));
         let text = format!("{r}");
-        assert!(text.contains("problem: domain-missing va=0x7f0000000000 pfn=0x1234\n"));
-        assert!(text.contains("problem: domain-out-of-sync va=0x7f0000000000 pfn=0x1234\n"));
+        assert!(text.contains("problem: ns-pgd-missing va=0x7f0000000000 pfn=0x1234\n"));
+        assert!(text.contains("problem: ns-pgd-out-of-sync va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: extra-mapping va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: global-direct-map va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("\nglobal_direct_map: 1\n"));
@@ -354,8 +350,8 @@ mod tests {
         let text = format!("{s}");
         assert!(text.starts_with("tables: yes\nsensitive_pages: 0\nuser_pages_allocated: 0\n"));
         assert!(text.contains("global_table_pages: 3\nglobal_table_bytes: 12288\n"));
-        assert!(text.ends_with(
-            "domains: 0\ndomains_created: 0\ndomain_failures: 0\ndomain_table_bytes: 0\n"
-        ));
+        assert!(
+            text.ends_with("ns_pgds: 0\nns_pgds_created: 0\nns_pgd_failures: 0\nns_pgd_bytes: 0\n")
+        );
     }
 }

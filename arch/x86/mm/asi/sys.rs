@@ -131,7 +131,7 @@ pub(crate) fn layout() -> bindings::asi_layout {
 /// Its tables (see [`TableMemory`]) are the page-table pages of the kernel's own tables
 /// (`init_mm`'s and each mm's PGD and the tables below), while the kernel keeps them allocated,
 /// and ASI's: each page [`alloc_table`](crate::pgtable::TableMemory::alloc_table) or
-/// [`alloc_domain`] returned, until [`free_table`] frees it. All of them are kernel memory that
+/// [`alloc_ns_pgd`] returned, until [`free_table`] frees it. All of them are kernel memory that
 /// the kernel's direct map maps; ASI's direct map maps them too, and where it would not, the
 /// access faults and leaves the nonsensitive space first.
 ///
@@ -222,7 +222,7 @@ impl DirectMapTables {
     }
 }
 
-/// Frees a table of [`DirectMapTables`]'s `alloc_table` or of [`alloc_domain`].
+/// Frees a table of [`DirectMapTables`]'s `alloc_table` or of [`alloc_ns_pgd`].
 ///
 /// # Safety
 ///
@@ -231,7 +231,7 @@ impl DirectMapTables {
 /// after this call.
 pub(crate) unsafe fn free_table(table: u64) {
     // SAFETY: The caller guarantees that `table` is a page of `asi_alloc_table()` or
-    // `asi_alloc_domain()` (both `get_zeroed_page()`) that nothing uses any more.
+    // `asi_alloc_ns_pgd()` (both `get_zeroed_page()`) that nothing uses any more.
     unsafe { bindings::asi_free_table(table) }
 }
 
@@ -744,20 +744,20 @@ pub(crate) mod test {
     }
 
     /// Creates an mm (its nonsensitive table failing to allocate if `fail`), calls
-    /// `check(pgd, domain)` with its PGD and nonsensitive table, and drops it.
-    pub(crate) fn mm_domain(fail: bool, check: &mut dyn FnMut(u64, u64)) -> kernel::error::Result {
+    /// `check(pgd, ns_pgd)` with its PGD and nonsensitive table, and drops it.
+    pub(crate) fn mm_ns_pgd(fail: bool, check: &mut dyn FnMut(u64, u64)) -> kernel::error::Result {
         /// # Safety
         ///
         /// `ctx` is the `&mut &mut dyn FnMut` below.
-        unsafe extern "C" fn trampoline(ctx: *mut kernel::ffi::c_void, pgd: u64, domain: u64) {
+        unsafe extern "C" fn trampoline(ctx: *mut kernel::ffi::c_void, pgd: u64, ns_pgd: u64) {
             // SAFETY: `ctx` is the `&mut &mut dyn FnMut` passed below, alive for the call.
             let f = unsafe { &mut *ctx.cast::<&mut dyn FnMut(u64, u64)>() };
-            f(pgd, domain);
+            f(pgd, ns_pgd);
         }
         let mut check = check;
         let ctx = core::ptr::from_mut::<&mut dyn FnMut(u64, u64)>(&mut check).cast();
         // SAFETY: `trampoline` matches the callback type and `ctx` outlives the call.
-        let ret = unsafe { bindings::asi_test_mm_domain(fail, Some(trampoline), ctx) };
+        let ret = unsafe { bindings::asi_test_mm_ns_pgd(fail, Some(trampoline), ctx) };
         kernel::error::to_result(ret)
     }
 
@@ -958,10 +958,10 @@ pub(crate) mod test {
 }
 
 /// A zeroed page for an mm's nonsensitive top-level table (fault injection:
-/// `fail_asi_domain`). Its physical address, `None` on failure.
-pub(crate) fn alloc_domain() -> Option<u64> {
+/// `fail_asi_ns_pgd`). Its physical address, `None` on failure.
+pub(crate) fn alloc_ns_pgd() -> Option<u64> {
     // SAFETY: No preconditions; may sleep, called from `init_new_context()`.
-    let pa = unsafe { bindings::asi_alloc_domain() };
+    let pa = unsafe { bindings::asi_alloc_ns_pgd() };
     (pa != 0).then_some(pa)
 }
 
@@ -980,9 +980,9 @@ pub(crate) unsafe fn mm_pgd(mm: *mut bindings::mm_struct) -> u64 {
 /// # Safety
 ///
 /// `mm` is a live `struct mm_struct`.
-pub(crate) unsafe fn mm_domain(mm: *mut bindings::mm_struct) -> u64 {
+pub(crate) unsafe fn mm_ns_pgd(mm: *mut bindings::mm_struct) -> u64 {
     // SAFETY: The caller guarantees `mm` is live.
-    unsafe { bindings::asi_mm_domain(mm) }
+    unsafe { bindings::asi_mm_ns_pgd(mm) }
 }
 
 /// Sets `mm`'s nonsensitive top-level table (0 for none).
@@ -991,25 +991,25 @@ pub(crate) unsafe fn mm_domain(mm: *mut bindings::mm_struct) -> u64 {
 ///
 /// `mm` is a live `struct mm_struct` that only the caller changes the table of, and `pgd` is
 /// 0 or a table page that stays allocated until it is replaced.
-pub(crate) unsafe fn mm_set_domain(mm: *mut bindings::mm_struct, pgd: u64) {
+pub(crate) unsafe fn mm_set_ns_pgd(mm: *mut bindings::mm_struct, pgd: u64) {
     // SAFETY: The caller guarantees `mm` is live and `pgd` valid.
-    unsafe { bindings::asi_mm_set_domain(mm, pgd) }
+    unsafe { bindings::asi_mm_set_ns_pgd(mm, pgd) }
 }
 
 /// Calls `f(mm_pgd, asi_pgd)` for the mm of each process, under `task_lock()`: `f` must not
 /// sleep. The lock keeps the mm alive, and with it its PGD and its nonsensitive top-level table
 /// (`asi_pgd`, 0 if it has none), while `f` runs.
-pub(crate) fn visit_domains(f: &mut dyn FnMut(u64, u64)) {
+pub(crate) fn visit_ns_pgds(f: &mut dyn FnMut(u64, u64)) {
     /// # Safety
     ///
     /// `ctx` is the `&mut &mut dyn FnMut` below.
-    unsafe extern "C" fn trampoline(ctx: *mut kernel::ffi::c_void, pgd: u64, domain: u64) {
+    unsafe extern "C" fn trampoline(ctx: *mut kernel::ffi::c_void, pgd: u64, ns_pgd: u64) {
         // SAFETY: `ctx` is the `&mut &mut dyn FnMut` passed below, alive for the call.
         let f = unsafe { &mut *ctx.cast::<&mut dyn FnMut(u64, u64)>() };
-        f(pgd, domain);
+        f(pgd, ns_pgd);
     }
     let mut f = f;
     let ctx = core::ptr::from_mut::<&mut dyn FnMut(u64, u64)>(&mut f).cast();
-    // SAFETY: `trampoline` matches `asi_domain_fn` and `ctx` outlives the call.
-    unsafe { bindings::asi_visit_domains(Some(trampoline), ctx) };
+    // SAFETY: `trampoline` matches `asi_ns_pgd_fn` and `ctx` outlives the call.
+    unsafe { bindings::asi_visit_ns_pgds(Some(trampoline), ctx) };
 }

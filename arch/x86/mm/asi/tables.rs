@@ -330,7 +330,7 @@ impl Tables {
                 &mut table,
             )
         };
-        r.domains += 1;
+        r.ns_pgds += 1;
         r.entries += ws.entries;
         r.leaves += ws.leaves;
         r.tables += ws.tables;
@@ -394,9 +394,9 @@ impl Tables {
         });
         r.required_pages += required_pages;
         let half = self.paging.kernel_half();
-        let mut domains = 0u64;
-        sys::visit_domains(&mut |mm_pgd, domain| {
-            domains += 1;
+        let mut ns_pgds = 0u64;
+        sys::visit_ns_pgds(&mut |mm_pgd, ns_pgd| {
+            ns_pgds += 1;
             let mut add = |kind, index: usize| {
                 let va = self.paging.top_entry_va(index);
                 if found
@@ -413,8 +413,8 @@ impl Tables {
                     overflow = overflow.saturating_add(1);
                 }
             };
-            if domain == 0 {
-                add(ProblemKind::DomainMissing, 0);
+            if ns_pgd == 0 {
+                add(ProblemKind::NsPgdMissing, 0);
                 return;
             }
             for i in 0..pgtable::ENTRIES {
@@ -422,18 +422,18 @@ impl Tables {
                     // SAFETY: By the type invariant, `self.pgd` is a table of `self.mem`.
                     unsafe { self.mem.read(self.pgd, i) }
                 } else {
-                    // SAFETY: `visit_domains()` passes the PGD of an mm that it keeps alive for
+                    // SAFETY: `visit_ns_pgds()` passes the PGD of an mm that it keeps alive for
                     // the call: a table of `self.mem`.
                     unsafe { self.mem.read(mm_pgd, i) }
                 };
-                // SAFETY: `domain` is not 0: it is that mm's nonsensitive top-level table,
-                // which lives as long as the mm, from `alloc_domain()` to `destroy_mm()`.
-                if unsafe { self.mem.read(domain, i) } != want {
-                    add(ProblemKind::DomainOutOfSync, i);
+                // SAFETY: `ns_pgd` is not 0: it is that mm's nonsensitive top-level table,
+                // which lives as long as the mm, from `alloc_ns_pgd()` to `destroy_mm()`.
+                if unsafe { self.mem.read(ns_pgd, i) } != want {
+                    add(ProblemKind::NsPgdOutOfSync, i);
                 }
             }
         });
-        r.domains += domains;
+        r.ns_pgds += ns_pgds;
         for p in found.iter() {
             r.add(*p);
         }
@@ -579,9 +579,9 @@ pub(crate) fn stats() -> Stats {
         zeroed_pages: ZEROED.load(Relaxed),
         refused: REFUSED.load(Relaxed),
         global_table_pages: t.map_or(0, |t| t.table_pages),
-        domains: crate::domain::counters().0,
-        domains_created: crate::domain::counters().1,
-        domain_failures: crate::domain::counters().2,
+        ns_pgds: crate::ns_pgd::counters().0,
+        ns_pgds_created: crate::ns_pgd::counters().1,
+        ns_pgd_failures: crate::ns_pgd::counters().2,
     }
 }
 

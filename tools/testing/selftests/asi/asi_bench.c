@@ -45,7 +45,7 @@ struct counters {
 /* The numeric counters of the stats file that change under load. */
 static const char *const wanted[] = {
 	"user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
-	"tlb_flushes", "zeroed_pages", "refused_flips", "domains_created",
+	"tlb_flushes", "zeroed_pages", "refused_flips", "ns_pgds_created",
 	"enters", "exits_page_fault", "exits_switch_mm", "exits_cr3_read",
 	"exits_tlb_flush", "exits_nmi", "exits_other", "switches",
 	"cr3_writes_flush", "cr3_writes_noflush",

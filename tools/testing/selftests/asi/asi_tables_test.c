@@ -27,7 +27,7 @@
 /* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
 static long verifier_problems(void)
 {
-	if (read_key(ASI_DIR "/verify", "domains") <= 0)
+	if (read_key(ASI_DIR "/verify", "ns_pgds") <= 0)
 		return -2;
 	return read_key(ASI_DIR "/verify", "problems");
 }
@@ -171,10 +171,10 @@ TEST(threads)
 	ASSERT_EQ(0, verifier_problems());
 }
 
-#define FAIL_DIR	"/sys/kernel/debug/fail_asi_domain"
+#define FAIL_DIR	"/sys/kernel/debug/fail_asi_ns_pgd"
 
 /* Make the next allocation of a per-mm nonsensitive table fail. */
-static int fail_next_domain(void)
+static int fail_next_ns_pgd(void)
 {
 	if (write_str(FAIL_DIR "/verbose", "0") || write_str(FAIL_DIR "/times", "1"))
 		return -1;
@@ -185,7 +185,7 @@ static int fail_next_domain(void)
  * Without its nonsensitive table an mm cannot be created: fork and exec
  * fail with ENOMEM, and no table is left behind.
  */
-TEST(fork_and_exec_fail_without_domain)
+TEST(fork_and_exec_fail_without_ns_pgd)
 {
 	long live, failures, created;
 	int status;
@@ -193,27 +193,27 @@ TEST(fork_and_exec_fail_without_domain)
 
 	SKIP_IF_NO_ASI();
 	if (access(FAIL_DIR "/probability", W_OK))
-		SKIP(return, "no fail_asi_domain (CONFIG_FAULT_INJECTION_DEBUG_FS)");
-	live = read_key(ASI_DIR "/stats", "domains");
-	failures = read_key(ASI_DIR "/stats", "domain_failures");
-	created = read_key(ASI_DIR "/stats", "domains_created");
+		SKIP(return, "no fail_asi_ns_pgd (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	live = read_key(ASI_DIR "/stats", "ns_pgds");
+	failures = read_key(ASI_DIR "/stats", "ns_pgd_failures");
+	created = read_key(ASI_DIR "/stats", "ns_pgds_created");
 	ASSERT_GT(live, 0);
 
-	ASSERT_EQ(0, fail_next_domain());
+	ASSERT_EQ(0, fail_next_ns_pgd());
 	pid = fork();
 	if (!pid)
 		_exit(0);
 	ASSERT_EQ(-1, pid);
 	ASSERT_EQ(ENOMEM, errno);
 
-	ASSERT_EQ(0, fail_next_domain());
+	ASSERT_EQ(0, fail_next_ns_pgd());
 	execl("/bin/sh", "sh", "-c", "exit 0", NULL);
 	ASSERT_EQ(ENOMEM, errno);
 	ASSERT_EQ(0, write_str(FAIL_DIR "/probability", "0"));
 
-	ASSERT_EQ(failures + 2, read_key(ASI_DIR "/stats", "domain_failures"));
-	ASSERT_EQ(created, read_key(ASI_DIR "/stats", "domains_created"));
-	ASSERT_EQ(live, read_key(ASI_DIR "/stats", "domains"));
+	ASSERT_EQ(failures + 2, read_key(ASI_DIR "/stats", "ns_pgd_failures"));
+	ASSERT_EQ(created, read_key(ASI_DIR "/stats", "ns_pgds_created"));
+	ASSERT_EQ(live, read_key(ASI_DIR "/stats", "ns_pgds"));
 
 	/* And once allocations work again, so does fork. */
 	pid = fork();
