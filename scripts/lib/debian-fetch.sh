@@ -198,12 +198,17 @@ _asi_debfetch_run()	# DEST PRIV
 	fi
 
 	# Prefer the pinned version; fall back to whatever the archive has.
+	# apt-cache's output is read whole before it is searched: with
+	# pipefail, "apt-cache | grep -q" fails whenever grep stops reading
+	# early and apt-cache gets SIGPIPE, which made the pinned version look
+	# gone although it was there.
 	spec="$ASI_DEB_PKG=$ASI_DEB_VERSION"
 	ver=$ASI_DEB_VERSION
-	if ! APT_CONFIG="$root/apt.conf" apt-cache show "$ASI_DEB_PKG" 2>/dev/null |
-	     grep -qFx "Version: $ver"; then
-		ver=$(APT_CONFIG="$root/apt.conf" apt-cache show --no-all-versions \
-			"$ASI_DEB_PKG" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
+	show=$(APT_CONFIG="$root/apt.conf" apt-cache show "$ASI_DEB_PKG" 2>/dev/null) || show=
+	if ! grep -qFx "Version: $ver" <<<"$show"; then
+		show=$(APT_CONFIG="$root/apt.conf" apt-cache show --no-all-versions \
+			"$ASI_DEB_PKG" 2>/dev/null) || show=
+		ver=$(sed -n 's/^Version: //p' <<<"$show" | sed -n 1p)
 		if [ -z "$ver" ]; then
 			_asi_debfetch_err "$ASI_DEB_PKG is not in $ASI_DEB_SUITE"
 			return 1
@@ -211,8 +216,8 @@ _asi_debfetch_run()	# DEST PRIV
 		_asi_debfetch_log "warning: $spec is gone from the archive, using $ver (no pinned hash to check)"
 		spec="$ASI_DEB_PKG=$ver"
 	fi
-	size=$(APT_CONFIG="$root/apt.conf" apt-cache show "$spec" 2>/dev/null |
-		sed -n 's/^Size: //p' | head -n1)
+	show=$(APT_CONFIG="$root/apt.conf" apt-cache show "$spec" 2>/dev/null) || show=
+	size=$(sed -n 's/^Size: //p' <<<"$show" | sed -n 1p)
 
 	_asi_debfetch_log "downloading $spec (${size:-?} bytes)"
 	mkdir -p "$priv/dl" || return 1
