@@ -6,11 +6,11 @@
  * Address Space Isolation: the page allocator's view, see
  * Documentation/arch/x86/asi.rst.
  *
- * Pages allocated for user data (the GFP_HIGHUSER family) are "sensitive":
- * absent from ASI's nonsensitive direct map. All other pages are mapped
- * there. A page keeps its state when it is freed, so reusing a page for
- * the same kind of data costs nothing; a page changes state only when it
- * is allocated for the other kind:
+ * Pages allocated with __GFP_SENSITIVE (the GFP_USER family: user data) are
+ * "sensitive": absent from ASI's nonsensitive direct map. All other pages
+ * are mapped there. A page keeps its state when it is freed, so reusing a
+ * page for the same kind of data costs nothing; a page changes state only
+ * when it is allocated for the other kind:
  *
  *  - to sensitive, it is unmapped and the TLB flushed on all CPUs before
  *    the allocator returns it. That needs IPIs, so where they cannot be
@@ -31,32 +31,10 @@
 
 #include <asm/asi.h>
 
-/*
- * Whether an allocation holds user data, judged on the caller's flags:
- * __GFP_HARDWALL (which cpusets add to every allocation later) together with
- * __GFP_HIGHMEM, which slab and page tables never use, is what the
- * GFP_HIGHUSER family (anonymous memory, page cache, tmpfs, pipes) shares.
- */
-static inline gfp_t asi_classify_gfp(gfp_t gfp)
+/* Whether ASI keeps the pages of an allocation with @gfp out of its tables. */
+static inline bool asi_gfp_sensitive(gfp_t gfp)
 {
-	const gfp_t user = __GFP_HARDWALL | __GFP_HIGHMEM;
-
-	if (asi_enabled() && (gfp & user) == user)
-		gfp |= __GFP_SENSITIVE;
-	return gfp;
-}
-
-/*
- * Pages that will be mapped in a region the nonsensitive tables share with
- * the kernel's (vmalloc) cannot be kept out of them: never classify them as
- * user data, whatever the caller's flags (kvmalloc(GFP_USER) falls back to
- * vmalloc, which adds __GFP_HIGHMEM).
- */
-static inline gfp_t asi_shared_mapping_gfp(gfp_t gfp)
-{
-	if (asi_enabled())
-		gfp &= ~__GFP_HARDWALL;
-	return gfp;
+	return asi_enabled() && (gfp & __GFP_SENSITIVE);
 }
 
 /* End of post_alloc_hook(): map a nonsensitive page, zeroing it if needed. */
@@ -76,7 +54,7 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 {
 	bool can_flush;
 
-	if (!asi_enabled() || !(gfp & __GFP_SENSITIVE))
+	if (!asi_gfp_sensitive(gfp))
 		return true;
 	can_flush = !nolock && in_task() && !irqs_disabled();
 	return asi_make_sensitive(page_to_pfn(page), 1UL << order, can_flush,
@@ -85,14 +63,9 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 
 #else /* !CONFIG_ASI */
 
-static inline gfp_t asi_classify_gfp(gfp_t gfp)
+static inline bool asi_gfp_sensitive(gfp_t gfp)
 {
-	return gfp;
-}
-
-static inline gfp_t asi_shared_mapping_gfp(gfp_t gfp)
-{
-	return gfp;
+	return false;
 }
 
 static inline void asi_post_alloc(struct page *page, unsigned int order, gfp_t gfp) { }

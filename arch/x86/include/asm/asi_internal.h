@@ -222,6 +222,7 @@ struct asi_test_marks {
 
 /* C, called from Rust's KUnit suite only. */
 unsigned long asi_test_alloc(bool user, bool irqs_off, unsigned int order);
+unsigned long asi_test_alloc_gfp_user(void);
 int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m);
 unsigned long asi_test_free_then_alloc(unsigned long pfn, bool user, bool irqs_off);
 void asi_test_free(unsigned long pfn, unsigned int order);
@@ -245,6 +246,7 @@ void asi_test_nested_teardown(bool nmi);
 int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value);
 void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
+unsigned long asi_test_kv_pfn(const void *p);
 int asi_test_mm_ns_pgd(bool fail, void (*check)(void *ctx, u64 pgd, u64 ns_pgd),
 		       void *ctx);
 void asi_test_record_actions(bool on);

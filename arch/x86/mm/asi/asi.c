@@ -862,7 +862,7 @@ void asi_flush_kernel_all(void)
  * Take up to @n free order-0 pages of the given mobility off the free lists,
  * without sleeping or reclaiming, so that ASI can make them sensitive
  * together with a page it has to flush anyway. Returns how many it got.
- * The pages are not for user data (no __GFP_HARDWALL), so this does not
+ * The pages are not for user data (no __GFP_SENSITIVE), so this does not
  * recurse into asi_make_sensitive().
  */
 unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable)
@@ -1048,6 +1048,14 @@ unsigned long asi_test_alloc(bool user, bool irqs_off, unsigned int order)
 	} else {
 		page = alloc_pages(gfp, order);
 	}
+	return page ? page_to_pfn(page) : 0;
+}
+
+/* One page with GFP_USER: user data without __GFP_HIGHMEM. 0 on failure. */
+unsigned long asi_test_alloc_gfp_user(void)
+{
+	struct page *page = alloc_page(GFP_USER);
+
 	return page ? page_to_pfn(page) : 0;
 }
 
@@ -1364,6 +1372,12 @@ void *asi_test_kvmalloc_user(size_t size)
 void asi_test_kvfree(void *p)
 {
 	kvfree(p);
+}
+
+/* The page frame behind the first byte of a kvmalloc() allocation. */
+unsigned long asi_test_kv_pfn(const void *p)
+{
+	return is_vmalloc_addr(p) ? vmalloc_to_pfn(p) : page_to_pfn(virt_to_page(p));
 }
 
 /* Make the kernel's direct-map entry of @pfn read-only, or writable again. */

@@ -611,8 +611,38 @@ mod tests {
         // 8 MiB, more than kmalloc() serves: kvmalloc() takes it from vmalloc, whose
         // mapping is shared.
         let mut problems = u64::MAX;
-        sys::test::with_kvmalloc_user(8 << 20, || problems = tables::verify().problems())?;
+        sys::test::with_kvmalloc_user(8 << 20, |_| problems = tables::verify().problems())?;
         assert_eq!(problems, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn gfp_user_pages_are_sensitive() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        // GFP_USER lacks __GFP_HIGHMEM but holds user data (the block-device page cache).
+        let user = sys::test::alloc_gfp_user().ok_or(ENOMEM)?;
+        let pfn = user.pfn();
+        let (sensitive, absent) = (tables::is_sensitive(pfn), !mapped(t, pfn));
+        user.free();
+        assert_eq!(sensitive, Some(true));
+        assert!(absent);
+        Ok(())
+    }
+
+    #[test]
+    fn kmalloc_with_user_flags_is_not_sensitive() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        // 64 KiB: kvmalloc() serves it from the page allocator through kmalloc(), whose
+        // objects are the kernel's however the caller allocated them.
+        let mut seen = None;
+        sys::test::with_kvmalloc_user(64 << 10, |pfn| {
+            seen = Some((tables::is_sensitive(pfn), mapped(t, pfn)))
+        })?;
+        assert_eq!(seen, Some((Some(false), true)));
         Ok(())
     }
 

@@ -563,7 +563,8 @@ pub(crate) mod test {
     /// # Invariants
     ///
     /// `pfn` is the first of `1 << order` pages that `asi_test_alloc()` (or, for order 0,
-    /// `asi_test_free_then_alloc()`) allocated for this value alone. They stay allocated, and
+    /// `asi_test_alloc_gfp_user()` or `asi_test_free_then_alloc()`) allocated for this value
+    /// alone. They stay allocated, and
     /// mapped in the kernel's direct map, as long as it exists.
     pub(crate) struct Pages {
         pfn: u64,
@@ -579,6 +580,18 @@ pub(crate) mod test {
         (pfn != 0).then_some(Pages {
             pfn: pfn as u64,
             order,
+        })
+    }
+
+    /// Allocates one page with `GFP_USER`, which holds user data but, unlike the
+    /// `GFP_HIGHUSER` family, lacks `__GFP_HIGHMEM`. `None` on failure.
+    pub(crate) fn alloc_gfp_user() -> Option<Pages> {
+        // SAFETY: No preconditions; the page belongs to the caller.
+        let pfn = unsafe { bindings::asi_test_alloc_gfp_user() };
+        // INVARIANT: A PFN that is not 0 is an order-0 allocation.
+        (pfn != 0).then_some(Pages {
+            pfn: pfn as u64,
+            order: 0,
         })
     }
 
@@ -762,14 +775,16 @@ pub(crate) mod test {
     }
 
     /// Allocates `size` bytes with `kvmalloc(GFP_USER)`, as the kernel does for copies of user
-    /// buffers; large sizes come from vmalloc. Frees them after calling `f`.
-    pub(crate) fn with_kvmalloc_user(size: usize, f: impl FnOnce()) -> kernel::error::Result {
+    /// buffers; large sizes come from vmalloc. Frees them after calling `f` with the PFN of
+    /// their first page.
+    pub(crate) fn with_kvmalloc_user(size: usize, f: impl FnOnce(u64)) -> kernel::error::Result {
         // SAFETY: No preconditions.
         let p = unsafe { bindings::asi_test_kvmalloc_user(size) };
         if p.is_null() {
             return Err(kernel::error::code::ENOMEM);
         }
-        f();
+        // SAFETY: `p` is a live kvmalloc() allocation of at least one byte.
+        f(unsafe { bindings::asi_test_kv_pfn(p) } as u64);
         // SAFETY: `p` came from `asi_test_kvmalloc_user()` and is freed once.
         unsafe { bindings::asi_test_kvfree(p) };
         Ok(())
