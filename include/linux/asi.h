@@ -61,6 +61,59 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 				  gfp & __GFP_MOVABLE);
 }
 
+/*
+ * Migration copies a folio's data into another folio, which must then be as
+ * sensitive as the source whatever allocator it came from: compaction's free
+ * scanner, CMA and memory offlining pass kernel flags, NUMA balancing user
+ * ones.
+ */
+static inline unsigned long asi_folio_nr_sensitive(struct folio *folio)
+{
+	return asi_nr_sensitive(folio_pfn(folio), folio_nr_pages(folio));
+}
+
+/* The flags for a migration target of @src: sensitive exactly if @src is. */
+static inline gfp_t asi_migration_gfp(struct folio *src, gfp_t gfp)
+{
+	if (!asi_enabled())
+		return gfp;
+	gfp &= ~__GFP_SENSITIVE;
+	if (asi_folio_nr_sensitive(src))
+		gfp |= __GFP_SENSITIVE;
+	return gfp;
+}
+
+/*
+ * Give the new migration target @dst the sensitivity of @src, before anything
+ * is copied or locked: unmapped and flushed from every TLB, or zeroed and
+ * mapped. -ENOMEM if the flush cannot be sent from here; migrate_pages()
+ * runs in task context, where it can.
+ */
+static inline int asi_migration_prepare(struct folio *dst, struct folio *src)
+{
+	unsigned long pfn = folio_pfn(dst), nr = folio_nr_pages(dst);
+
+	if (!asi_enabled())
+		return 0;
+	if (!asi_folio_nr_sensitive(src)) {
+		asi_make_nonsensitive(pfn, nr);
+		return 0;
+	}
+	if (!asi_make_sensitive(pfn, nr, in_task() && !irqs_disabled(), true))
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Whether moving @src into @dst would copy user data into memory that the
+ * nonsensitive address space maps: a bug, which migration refuses.
+ */
+static inline bool asi_migration_leaks(struct folio *dst, struct folio *src)
+{
+	return asi_enabled() && asi_folio_nr_sensitive(src) &&
+	       WARN_ON_ONCE(asi_folio_nr_sensitive(dst) != folio_nr_pages(dst));
+}
+
 #else /* !CONFIG_ASI */
 
 static inline bool asi_gfp_sensitive(gfp_t gfp)
@@ -74,6 +127,21 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 				       gfp_t gfp, bool nolock)
 {
 	return true;
+}
+
+static inline gfp_t asi_migration_gfp(struct folio *src, gfp_t gfp)
+{
+	return gfp;
+}
+
+static inline int asi_migration_prepare(struct folio *dst, struct folio *src)
+{
+	return 0;
+}
+
+static inline bool asi_migration_leaks(struct folio *dst, struct folio *src)
+{
+	return false;
 }
 
 #endif /* CONFIG_ASI */

@@ -240,6 +240,7 @@ bool asi_make_sensitive(unsigned long pfn, unsigned long nr, bool can_flush,
 			bool movable);
 void asi_make_nonsensitive(unsigned long pfn, unsigned long nr);
 void asi_mirror_direct_map(unsigned long va, unsigned long nr);
+unsigned long asi_nr_sensitive(unsigned long pfn, unsigned long nr);
 
 /*
  * CPA changed the kernel's mapping of [va, va + nr pages): make the

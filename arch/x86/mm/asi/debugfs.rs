@@ -10,12 +10,17 @@
 //! - `actions`: the mitigation actions, their support and where they run, and how often each
 //!   was required and executed, with the returns to user mode and mm switches they compare
 //!   with, in total and per CPU; writing `0` resets the counters.
+//! - `page`: write a page frame number, then read whether that page is sensitive and whether
+//!   ASI's direct map maps it, see [`crate::stats::PageState`]. For tests that follow a
+//!   process's pages through `/proc/PID/pagemap`.
 
 use crate::{
     policy::Action,
-    stats::{self, CounterLine},
+    stats::{self, CounterLine, PageState},
     sys::{self, ActionCounter, Transition},
+    tables,
 };
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::{
     debugfs::{Dir, File},
     prelude::*,
@@ -31,6 +36,42 @@ struct Debugfs {
     _verify: Pin<KBox<File<()>>>,
     _transitions: Pin<KBox<File<()>>>,
     _actions: Pin<KBox<File<()>>>,
+    _page: Pin<KBox<File<()>>>,
+}
+
+/// The page frame the `page` file reports, last written. `u64::MAX` before the first write,
+/// which no direct map covers.
+static SELECTED_PFN: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Writes the `page` file.
+fn write_page(f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+    let pfn = SELECTED_PFN.load(Relaxed);
+    match (tables::is_sensitive(pfn), tables::direct_map_present(pfn)) {
+        (Some(sensitive), Some(mapped)) => write!(
+            f,
+            "{}",
+            PageState {
+                pfn,
+                sensitive,
+                mapped
+            }
+        ),
+        _ => writeln!(f, "no page selected"),
+    }
+}
+
+/// A write to the `page` file: a page frame that ASI's direct map covers, else `EINVAL`;
+/// `ENODEV` without the nonsensitive tables.
+fn select_page(reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 24];
+    let len = reader.len();
+    let input = buf.get_mut(..len).ok_or(EINVAL)?;
+    reader.read_slice(input)?;
+    let pfn = stats::parse_pfn(input).map_err(|()| EINVAL)?;
+    tables::get().ok_or(ENODEV)?;
+    tables::direct_map_present(pfn).ok_or(EINVAL)?;
+    SELECTED_PFN.store(pfn, Relaxed);
+    Ok(())
 }
 
 /// Most CPUs listed on one line of the `transitions` file; the total covers all.
@@ -198,6 +239,12 @@ pub(crate) fn init() -> Result {
         ),
         GFP_KERNEL,
     )?;
+    let page = KBox::pin_init(
+        dir.read_write_callback_file(c"page", (), &|(): &(), f| write_page(f), &|(): &(), r| {
+            select_page(r)
+        }),
+        GFP_KERNEL,
+    )?;
     if DEBUGFS.populate(Debugfs {
         _dir: dir,
         _status: status,
@@ -205,6 +252,7 @@ pub(crate) fn init() -> Result {
         _verify: verify,
         _transitions: transitions,
         _actions: actions,
+        _page: page,
     }) {
         Ok(())
     } else {

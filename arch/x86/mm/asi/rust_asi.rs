@@ -197,6 +197,17 @@ pub unsafe extern "C" fn asi_make_nonsensitive(pfn: usize, nr: usize) {
     unsafe { tables::make_nonsensitive(pfn as u64, nr as u64) }
 }
 
+/// How many of `nr` pages from `pfn` are sensitive, see [`tables::count_sensitive`].
+///
+/// # Safety
+///
+/// No requirements: it only reads the state of each page, in any context.
+#[export]
+pub unsafe extern "C" fn asi_nr_sensitive(pfn: usize, nr: usize) -> usize {
+    // The count is at most `nr`, a `usize`.
+    tables::count_sensitive(pfn as u64, nr as u64) as usize
+}
+
 /// Follows a change of the kernel's direct map, see [`tables::mirror`].
 ///
 /// # Safety

@@ -70,6 +70,40 @@ pub(crate) fn parse_reset(input: &[u8]) -> Result<(), ()> {
     }
 }
 
+/// Parses a write to the debugfs `page` file: a page frame number in decimal, or in hex with a
+/// `0x` prefix, optionally followed by a newline. Anything else is refused.
+pub(crate) fn parse_pfn(input: &[u8]) -> Result<u64, ()> {
+    let input = input.strip_suffix(b"\n").unwrap_or(input);
+    let (digits, radix) = match input.strip_prefix(b"0x") {
+        Some(hex) => (hex, 16),
+        None => (input, 10),
+    };
+    let digits = core::str::from_utf8(digits).map_err(|_| ())?;
+    // from_str_radix() takes a sign, which a PFN never has.
+    if digits.starts_with('+') {
+        return Err(());
+    }
+    u64::from_str_radix(digits, radix).map_err(|_| ())
+}
+
+/// The state of one page in ASI's direct map, the debugfs `page` file.
+pub(crate) struct PageState {
+    /// The page frame.
+    pub(crate) pfn: u64,
+    /// Whether it holds user data.
+    pub(crate) sensitive: bool,
+    /// Whether ASI's direct map maps it.
+    pub(crate) mapped: bool,
+}
+
+impl fmt::Display for PageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "pfn: {}", self.pfn)?;
+        writeln!(f, "sensitive: {}", u8::from(self.sensitive))?;
+        writeln!(f, "mapped: {}", u8::from(self.mapped))
+    }
+}
+
 /// One line of the debugfs `transitions` file: the total and each CPU's count.
 pub(crate) struct CounterLine<'a> {
     /// The counter's name.
@@ -296,6 +330,38 @@ mod tests {
         assert!(text.contains("problem: extra-mapping va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("problem: global-direct-map va=0x7f0000000000 pfn=0x1234\n"));
         assert!(text.contains("\nglobal_direct_map: 1\n"));
+    }
+
+    #[test]
+    fn pfn_parses_decimal_and_hex_only() {
+        assert_eq!(parse_pfn(b"4096"), Ok(4096));
+        assert_eq!(parse_pfn(b"4096\n"), Ok(4096));
+        assert_eq!(parse_pfn(b"0x1000\n"), Ok(4096));
+        assert_eq!(parse_pfn(b"18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"0x",
+            b"-1",
+            b"+1",
+            b"0x+1",
+            b"12 ",
+            b"1\n\n",
+            b"18446744073709551616",
+            b"0x1g",
+            b"\xff",
+        ] {
+            assert_eq!(parse_pfn(bad), Err(()), "{:?}", bad);
+        }
+        let s = format!(
+            "{}",
+            PageState {
+                pfn: 7,
+                sensitive: true,
+                mapped: false
+            }
+        );
+        assert_eq!(s, "pfn: 7\nsensitive: 1\nmapped: 0\n");
     }
 
     #[test]

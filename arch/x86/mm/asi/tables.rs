@@ -650,6 +650,16 @@ pub(crate) unsafe fn test_set_direct_map_entry(pfn: u64, value: u64) -> Option<u
     Some(old)
 }
 
+/// How many of the `nr` pages from `pfn` are sensitive; 0 before the tables exist. Pages beyond
+/// ASI's direct map are not.
+pub(crate) fn count_sensitive(pfn: u64, nr: u64) -> u64 {
+    let Some(t) = get() else {
+        return 0;
+    };
+    let end = pfn.saturating_add(nr).min(t.pages);
+    (pfn..end).filter(|&p| t.is_sensitive(p)).count() as u64
+}
+
 /// Whether `pfn` is sensitive, `None` before the tables exist.
 pub(crate) fn is_sensitive(pfn: u64) -> Option<bool> {
     get().map(|t| t.is_sensitive(pfn))

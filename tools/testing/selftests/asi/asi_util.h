@@ -70,16 +70,20 @@ static inline long read_cpu_key(const char *path, const char *key, int cpu)
 	return val;
 }
 
-/* Write @val to @path: 0, or a negative errno. */
+/* Write @val to @path: 0, or a negative errno (-EIO for a short write). */
 static inline int write_str(const char *path, const char *val)
 {
 	int fd = open(path, O_WRONLY | O_TRUNC);
 	ssize_t len;
+	int err;
 
 	if (fd < 0)
 		return -errno;
 	len = write(fd, val, strlen(val));
+	err = len < 0 ? -errno : 0;
 	close(fd);
+	if (err)
+		return err;
 	return len == (ssize_t)strlen(val) ? 0 : -EIO;
 }
 

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Pages that hold user data keep out of ASI's nonsensitive direct map when
+ * the kernel moves or copies them: compaction migrates them, a collapse
+ * into a transparent huge page copies them. The test follows its own pages
+ * through /proc/self/pagemap and asks /sys/kernel/debug/asi/page about each
+ * frame, then checks that the data arrived intact and that the verifier
+ * finds nothing. Needs root; skips when ASI is off or the kernel lacks
+ * compaction or THP.
+ */
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "../kselftest_harness.h"
+#include "asi_util.h"
+
+#define ASI_DIR		"/sys/kernel/debug/asi"
+#define THP_DIR		"/sys/kernel/mm/transparent_hugepage"
+#define PAGE		4096UL
+#define MIB		(1024 * 1024UL)
+#define HPAGE		(2 * MIB)
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE	25
+#endif
+
+/* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
+static long verifier_problems(void)
+{
+	if (read_key(ASI_DIR "/verify", "ns_pgds") <= 0)
+		return -2;
+	return read_key(ASI_DIR "/verify", "problems");
+}
+
+#define SKIP_IF_NO_ASI()						\
+	do {								\
+		if (verifier_problems() == -2)					\
+			SKIP(return, "ASI is off: no nonsensitive tables");	\
+	} while (0)
+
+/* The frame behind @va, 0 if none is mapped or pagemap hides it. */
+static unsigned long pfn_of(int pagemap, const void *va)
+{
+	uint64_t e;
+	off_t off = (uintptr_t)va / PAGE * sizeof(e);
+
+	if (pread(pagemap, &e, sizeof(e), off) != sizeof(e))
+		return 0;
+	if (!(e & (1ULL << 63)))
+		return 0;
+	return e & ((1ULL << 55) - 1);
+}
+
+/*
+ * Whether ASI's direct map maps @pfn (1 or 0) and whether @pfn is sensitive
+ * (*sensitive, 1 or 0); -1 if the page file cannot tell.
+ */
+static int page_mapped(unsigned long pfn, long *sensitive)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lu\n", pfn);
+	if (write_str(ASI_DIR "/page", buf))
+		return -1;
+	*sensitive = read_key(ASI_DIR "/page", "sensitive");
+	return read_key(ASI_DIR "/page", "mapped");
+}
+
+static uint64_t pattern(unsigned long page, unsigned long word)
+{
+	return (page * 0x9e3779b97f4a7c15ULL) ^ (word * 0x2545f4914f6cdd1dULL);
+}
+
+static void fill(char *p, unsigned long page)
+{
+	uint64_t *w = (uint64_t *)p;
+	unsigned long i;
+
+	for (i = 0; i < PAGE / sizeof(*w); i++)
+		w[i] = pattern(page, i);
+}
+
+static int intact(const char *p, unsigned long page)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	unsigned long i;
+
+	for (i = 0; i < PAGE / sizeof(*w); i++)
+		if (w[i] != pattern(page, i))
+			return 0;
+	return 1;
+}
+
+/* A 2 MiB-aligned anonymous area of @len bytes, MAP_FAILED on failure. */
+static char *map_aligned(unsigned long len)
+{
+	char *p = mmap(NULL, len + HPAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *a;
+
+	if (p == MAP_FAILED)
+		return p;
+	a = (char *)(((uintptr_t)p + HPAGE - 1) & ~(HPAGE - 1));
+	if (a > p)
+		munmap(p, a - p);
+	munmap(a + len, p + HPAGE - a);
+	return a;
+}
+
+TEST(page_file_rejects_bad_input)
+{
+	SKIP_IF_NO_ASI();
+	ASSERT_EQ(-EINVAL, write_str(ASI_DIR "/page", "bogus\n"));
+	ASSERT_EQ(-EINVAL, write_str(ASI_DIR "/page", "-1\n"));
+	/* No direct map covers the last frame number. */
+	ASSERT_EQ(-EINVAL, write_str(ASI_DIR "/page", "0xfffffffffffff\n"));
+}
+
+/* MemFree of /proc/meminfo, in bytes; 0 if unknown. */
+static unsigned long mem_free(void)
+{
+	long kib = read_key("/proc/meminfo", "MemFree");
+
+	return kib > 0 ? kib * 1024UL : 0;
+}
+
+/*
+ * Compaction moves the movable pages below the point where its two scanners
+ * meet into free pages above it. The page allocator tends to hand out high
+ * frames first, so take the top half of the free memory first, then
+ * interleave the test's pages with as many pages below it, and free all but
+ * the test's pages: those sit in half-free pageblocks under free memory.
+ * Under TCG, faulting in half the memory takes longer than the harness's
+ * default 30 seconds.
+ */
+FIXTURE(compaction) {};
+FIXTURE_SETUP(compaction) {}
+FIXTURE_TEARDOWN(compaction) {}
+
+TEST_F_TIMEOUT(compaction, keeps_user_pages_out, 150)
+{
+	unsigned long free = mem_free();
+	unsigned long n = free / 64 / PAGE, top = free / 2 / PAGE;
+	unsigned long i, moved = 0, checked = 0, lo = ~0UL, hi = 0;
+	unsigned long *before;
+	char *mem, *holes, *high;
+	int pagemap;
+
+	SKIP_IF_NO_ASI();
+	if (access("/proc/sys/vm/compact_memory", W_OK))
+		SKIP(return, "no compaction in this kernel");
+	if (n > 4 * MIB / PAGE)
+		n = 4 * MIB / PAGE;
+	ASSERT_LT(0, n);
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, pagemap);
+	mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	holes = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	high = mmap(NULL, top * PAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_NE(MAP_FAILED, holes);
+	ASSERT_NE(MAP_FAILED, high);
+	madvise(mem, n * PAGE, MADV_NOHUGEPAGE);
+	madvise(holes, n * PAGE, MADV_NOHUGEPAGE);
+	before = calloc(n, sizeof(*before));
+	ASSERT_NE(NULL, before);
+	for (i = 0; i < n; i++) {
+		holes[i * PAGE] = 1;
+		fill(mem + i * PAGE, i);
+	}
+	munmap(holes, n * PAGE);
+	munmap(high, top * PAGE);
+	for (i = 0; i < n; i++) {
+		before[i] = pfn_of(pagemap, mem + i * PAGE);
+		lo = before[i] < lo ? before[i] : lo;
+		hi = before[i] > hi ? before[i] : hi;
+	}
+
+	ASSERT_EQ(0, write_str("/proc/sys/vm/compact_memory", "1\n"));
+
+	for (i = 0; i < n; i++) {
+		unsigned long pfn = pfn_of(pagemap, mem + i * PAGE);
+		long sensitive = -1;
+
+		ASSERT_NE(0, pfn);
+		if (pfn != before[i])
+			moved++;
+		/* Every page that moved, and every 16th of the others. */
+		if (pfn == before[i] && i % 16)
+			continue;
+		ASSERT_EQ(0, page_mapped(pfn, &sensitive)) {
+			TH_LOG("page %lu, frame %lu (was %lu) is in the nonsensitive direct map",
+			       i, pfn, before[i]);
+		}
+		ASSERT_EQ(1, sensitive);
+		checked++;
+	}
+	for (i = 0; i < n; i++)
+		ASSERT_TRUE(intact(mem + i * PAGE, i));
+	ASSERT_EQ(0, verifier_problems());
+	TH_LOG("%lu of %lu pages in frames %lu-%lu moved by compaction, %lu checked",
+	       moved, n, lo, hi, checked);
+	if (!moved)
+		SKIP(return, "compaction moved none of the pages");
+}
+
+TEST(collapse_into_a_huge_page_keeps_user_pages_out)
+{
+	const unsigned long n = HPAGE / PAGE;
+	unsigned long i, first, moved = 0;
+	unsigned long *before;
+	int pagemap;
+	char *mem;
+
+	SKIP_IF_NO_ASI();
+	if (access(THP_DIR "/enabled", R_OK))
+		SKIP(return, "no transparent huge pages in this kernel");
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, pagemap);
+	mem = map_aligned(HPAGE);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(0, madvise(mem, HPAGE, MADV_NOHUGEPAGE));
+	before = calloc(n, sizeof(*before));
+	ASSERT_NE(NULL, before);
+	for (i = 0; i < n; i++) {
+		fill(mem + i * PAGE, i);
+		before[i] = pfn_of(pagemap, mem + i * PAGE);
+	}
+	ASSERT_EQ(0, madvise(mem, HPAGE, MADV_HUGEPAGE));
+	if (madvise(mem, HPAGE, MADV_COLLAPSE))
+		SKIP(return, "MADV_COLLAPSE failed: %s", strerror(errno));
+
+	first = pfn_of(pagemap, mem);
+	ASSERT_NE(0, first);
+	ASSERT_EQ(0, first % n);
+	for (i = 0; i < n; i++) {
+		unsigned long pfn = pfn_of(pagemap, mem + i * PAGE);
+		long sensitive = -1;
+
+		/* One huge page now: contiguous frames. */
+		ASSERT_EQ(first + i, pfn);
+		if (pfn != before[i])
+			moved++;
+		ASSERT_EQ(0, page_mapped(pfn, &sensitive)) {
+			TH_LOG("page %lu of the huge page, frame %lu, is in the nonsensitive direct map",
+			       i, pfn);
+		}
+		ASSERT_EQ(1, sensitive);
+		ASSERT_TRUE(intact(mem + i * PAGE, i));
+	}
+	ASSERT_EQ(0, verifier_problems());
+	TH_LOG("collapse copied %lu of %lu pages", moved, n);
+}
+
+TEST(huge_page_faults_are_sensitive_the_huge_zero_page_is_not)
+{
+	unsigned long i, pfn, zero;
+	long sensitive = -1;
+	int pagemap, on;
+	char *mem;
+	FILE *f;
+
+	SKIP_IF_NO_ASI();
+	if (access(THP_DIR "/enabled", R_OK))
+		SKIP(return, "no transparent huge pages in this kernel");
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, pagemap);
+	mem = map_aligned(2 * HPAGE);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(0, madvise(mem, 2 * HPAGE, MADV_HUGEPAGE));
+
+	/* A write fault: a huge page of user data, if one is free. */
+	mem[0] = 1;
+	pfn = pfn_of(pagemap, mem);
+	ASSERT_NE(0, pfn);
+	if (pfn_of(pagemap, mem + HPAGE - PAGE) == pfn + HPAGE / PAGE - 1) {
+		for (i = 0; i < HPAGE / PAGE; i++) {
+			ASSERT_EQ(0, page_mapped(pfn + i, &sensitive));
+			ASSERT_EQ(1, sensitive);
+		}
+	} else {
+		TH_LOG("no huge page for the write fault");
+	}
+
+	/* A read fault maps the huge zero page, which holds nobody's data. */
+	f = fopen(THP_DIR "/use_zero_page", "r");
+	if (!f || fscanf(f, "%d", &on) != 1)
+		on = 0;
+	if (f)
+		fclose(f);
+	if (!on)
+		SKIP(return, "the huge zero page is off");
+	ASSERT_EQ(0, *(volatile char *)(mem + HPAGE));
+	zero = pfn_of(pagemap, mem + HPAGE);
+	ASSERT_NE(0, zero);
+	ASSERT_EQ(zero + 1, pfn_of(pagemap, mem + HPAGE + PAGE)) {
+		TH_LOG("the read fault did not map the huge zero page");
+	}
+	ASSERT_EQ(1, page_mapped(zero, &sensitive));
+	ASSERT_EQ(0, sensitive);
+	ASSERT_EQ(0, verifier_problems());
+}
+
+TEST_HARNESS_MAIN
