@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Pages that hold user data keep out of ASI's nonsensitive direct map when
- * the kernel moves or copies them: compaction migrates them, a collapse
- * into a transparent huge page copies them. The test follows its own pages
+ * the kernel moves or copies them: soft offlining and compaction migrate
+ * them, a collapse into a transparent huge page copies them. The test follows its own pages
  * through /proc/self/pagemap and asks /sys/kernel/debug/asi/page about each
  * frame, then checks that the data arrived intact and that the verifier
  * finds nothing. Needs root; skips when ASI is off or the kernel lacks
- * compaction or THP.
+ * compaction, THP or memory-failure handling.
  */
 #include <stdint.h>
 #include <sys/mman.h>
@@ -22,6 +22,9 @@
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE	25
+#endif
+#ifndef MADV_SOFT_OFFLINE
+#define MADV_SOFT_OFFLINE 101
 #endif
 
 /* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
@@ -116,6 +119,74 @@ TEST(page_file_rejects_bad_input)
 	ASSERT_EQ(-EINVAL, write_str(ASI_DIR "/page", "0xfffffffffffff\n"));
 }
 
+/*
+ * Soft offlining a page in use migrates it through migrate_pages() into a
+ * page from alloc_migration_target(), as CMA, memory offlining and mbind()
+ * do, and retires the old frame.
+ */
+TEST(soft_offline_keeps_user_pages_out)
+{
+	const unsigned long n = 64;
+	unsigned long i, before[64];
+	int pagemap;
+	char *mem;
+
+	SKIP_IF_NO_ASI();
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, pagemap);
+	mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(0, madvise(mem, n * PAGE, MADV_NOHUGEPAGE));
+	for (i = 0; i < n; i++) {
+		fill(mem + i * PAGE, i);
+		before[i] = pfn_of(pagemap, mem + i * PAGE);
+		ASSERT_NE(0, before[i]);
+	}
+	if (madvise(mem, n * PAGE, MADV_SOFT_OFFLINE)) {
+		if (errno == EINVAL)
+			SKIP(return, "no memory-failure handling in this kernel");
+		ASSERT_EQ(0, -errno) {
+			TH_LOG("MADV_SOFT_OFFLINE: %s", strerror(errno));
+		}
+	}
+	for (i = 0; i < n; i++) {
+		unsigned long pfn = pfn_of(pagemap, mem + i * PAGE);
+		long sensitive = -1;
+
+		ASSERT_NE(0, pfn);
+		ASSERT_NE(before[i], pfn) {
+			TH_LOG("page %lu was not migrated", i);
+		}
+		ASSERT_EQ(0, page_mapped(pfn, &sensitive)) {
+			TH_LOG("page %lu, frame %lu (was %lu) is in the nonsensitive direct map",
+			       i, pfn, before[i]);
+		}
+		ASSERT_EQ(1, sensitive);
+		ASSERT_TRUE(intact(mem + i * PAGE, i));
+	}
+	ASSERT_EQ(0, verifier_problems());
+}
+
+/* The counter @name of /proc/vmstat, -1 if it has none. */
+static long vmstat(const char *name)
+{
+	char key[64];
+	long val, ret = -1;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", key, &val) == 2) {
+		if (!strcmp(key, name)) {
+			ret = val;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
 /* MemFree of /proc/meminfo, in bytes; 0 if unknown. */
 static unsigned long mem_free(void)
 {
@@ -142,6 +213,7 @@ TEST_F_TIMEOUT(compaction, keeps_user_pages_out, 150)
 	unsigned long free = mem_free();
 	unsigned long n = free / 64 / PAGE, top = free / 2 / PAGE;
 	unsigned long i, moved = 0, checked = 0, lo = ~0UL, hi = 0;
+	long migrated, scanned;
 	unsigned long *before;
 	char *mem, *holes, *high;
 	int pagemap;
@@ -179,7 +251,11 @@ TEST_F_TIMEOUT(compaction, keeps_user_pages_out, 150)
 		hi = before[i] > hi ? before[i] : hi;
 	}
 
+	migrated = vmstat("pgmigrate_success");
+	scanned = vmstat("compact_migrate_scanned");
 	ASSERT_EQ(0, write_str("/proc/sys/vm/compact_memory", "1\n"));
+	migrated = vmstat("pgmigrate_success") - migrated;
+	scanned = vmstat("compact_migrate_scanned") - scanned;
 
 	for (i = 0; i < n; i++) {
 		unsigned long pfn = pfn_of(pagemap, mem + i * PAGE);
@@ -201,8 +277,8 @@ TEST_F_TIMEOUT(compaction, keeps_user_pages_out, 150)
 	for (i = 0; i < n; i++)
 		ASSERT_TRUE(intact(mem + i * PAGE, i));
 	ASSERT_EQ(0, verifier_problems());
-	TH_LOG("%lu of %lu pages in frames %lu-%lu moved by compaction, %lu checked",
-	       moved, n, lo, hi, checked);
+	TH_LOG("%lu of %lu pages in frames %lu-%lu moved by compaction, %lu checked; it scanned %ld pages and migrated %ld",
+	       moved, n, lo, hi, checked, scanned, migrated);
 	if (!moved)
 		SKIP(return, "compaction moved none of the pages");
 }
