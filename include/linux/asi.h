@@ -62,6 +62,20 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 }
 
 /*
+ * alloc_contig_range() hands out a range it isolated itself: leave ASI's
+ * nonsensitive direct map with it if it is for user data (gigantic hugetlb
+ * folios). It migrates pages first, so it runs where the TLB flush can be
+ * sent; false if it cannot.
+ */
+static inline bool asi_alloc_contig_sensitive(unsigned long pfn, unsigned long nr,
+					      gfp_t gfp)
+{
+	if (!asi_gfp_sensitive(gfp))
+		return true;
+	return asi_make_sensitive(pfn, nr, in_task() && !irqs_disabled(), true);
+}
+
+/*
  * Migration copies a folio's data into another folio, which must then be as
  * sensitive as the source whatever allocator it came from: compaction's free
  * scanner, CMA and memory offlining pass kernel flags, NUMA balancing user
@@ -125,6 +139,12 @@ static inline void asi_post_alloc(struct page *page, unsigned int order, gfp_t g
 
 static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 				       gfp_t gfp, bool nolock)
+{
+	return true;
+}
+
+static inline bool asi_alloc_contig_sensitive(unsigned long pfn, unsigned long nr,
+					      gfp_t gfp)
 {
 	return true;
 }

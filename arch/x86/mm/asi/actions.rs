@@ -54,7 +54,9 @@ impl Actions {
         self.iter().fold(0, |m, a| m | (1 << a.index()))
     }
 
-    /// The actions of the C mask `mask`; bits of no action are ignored.
+    /// The actions of the C mask `mask`; bits of no action are ignored. Only the tests read
+    /// masks back.
+    #[cfg(any(test, CONFIG_ASI_KUNIT_TEST))]
     pub(crate) fn from_mask(mask: u8) -> Self {
         Action::ALL
             .into_iter()

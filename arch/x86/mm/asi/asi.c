@@ -1374,6 +1374,36 @@ void asi_test_kvfree(void *p)
 	kvfree(p);
 }
 
+/*
+ * 16 contiguous pages from alloc_contig_pages(), for user data (@user, as
+ * gigantic hugetlb folios are) or the kernel; 0 on failure or without
+ * CONFIG_CONTIG_ALLOC, which asi_test_contig_configured() tells apart.
+ */
+unsigned long asi_test_alloc_contig(bool user)
+{
+#ifdef CONFIG_CONTIG_ALLOC
+	struct page *page = alloc_contig_pages(ASI_TEST_CONTIG_PAGES,
+					       user ? GFP_USER : GFP_KERNEL,
+					       numa_mem_id(), NULL);
+
+	return page ? page_to_pfn(page) : 0;
+#else
+	return 0;
+#endif
+}
+
+bool asi_test_contig_configured(void)
+{
+	return IS_ENABLED(CONFIG_CONTIG_ALLOC);
+}
+
+void asi_test_free_contig(unsigned long pfn)
+{
+#ifdef CONFIG_CONTIG_ALLOC
+	free_contig_range(pfn, ASI_TEST_CONTIG_PAGES);
+#endif
+}
+
 /* The page frame behind the first byte of a kvmalloc() allocation. */
 unsigned long asi_test_kv_pfn(const void *p)
 {

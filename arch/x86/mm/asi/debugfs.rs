@@ -77,7 +77,8 @@ fn select_page(reader: &mut UserSliceReader) -> Result {
 /// Most CPUs listed on one line of the `transitions` file; the total covers all.
 const MAX_CPUS_LISTED: usize = 64;
 
-/// The counter `what` summed over all possible CPUs.
+/// The counter `what` summed over all possible CPUs, for the KUnit suite.
+#[cfg(CONFIG_ASI_KUNIT_TEST)]
 pub(crate) fn transition_total(what: Transition) -> u64 {
     (0..sys::nr_cpu_ids())
         .filter_map(|cpu| sys::transition_count(cpu, what))

@@ -647,6 +647,28 @@ mod tests {
     }
 
     #[test]
+    fn contiguous_ranges_follow_the_same_rules() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        // alloc_contig_range() isolates its range itself; gigantic hugetlb folios come from it.
+        for user in [true, false] {
+            let mut right = 0;
+            let configured = sys::test::with_contig(user, |pfn| {
+                for p in pfn..pfn + sys::test::CONTIG_PAGES {
+                    if tables::is_sensitive(p) == Some(user) && mapped(t, p) != user {
+                        right += 1;
+                    }
+                }
+            })?;
+            if configured {
+                assert_eq!(right, sys::test::CONTIG_PAGES);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
     fn verifier_reports_a_planted_mapping() -> Result {
         if tables_or_none().is_none() {
             return Ok(());

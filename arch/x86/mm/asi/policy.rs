@@ -577,7 +577,8 @@ impl CpuState {
         self.space
     }
 
-    /// The current mm.
+    /// The current mm. Only the tests compare it.
+    #[cfg(any(test, CONFIG_ASI_KUNIT_TEST))]
     pub(crate) const fn mm(&self) -> MmId {
         self.mm
     }

@@ -790,6 +790,28 @@ pub(crate) mod test {
         Ok(())
     }
 
+    /// How many pages [`with_contig`] allocates.
+    pub(crate) const CONTIG_PAGES: u64 = bindings::ASI_TEST_CONTIG_PAGES as u64;
+
+    /// Allocates [`CONTIG_PAGES`] contiguous pages with `alloc_contig_pages()`, for user data
+    /// (`user`) or the kernel, and frees them after calling `f` with the first PFN. `Ok(false)`
+    /// without `CONFIG_CONTIG_ALLOC`, `ENOMEM` if the allocation fails.
+    pub(crate) fn with_contig(user: bool, f: impl FnOnce(u64)) -> kernel::error::Result<bool> {
+        // SAFETY: No preconditions.
+        if !unsafe { bindings::asi_test_contig_configured() } {
+            return Ok(false);
+        }
+        // SAFETY: No preconditions; the pages belong to this function until it frees them.
+        let pfn = unsafe { bindings::asi_test_alloc_contig(user) };
+        if pfn == 0 {
+            return Err(kernel::error::code::ENOMEM);
+        }
+        f(pfn as u64);
+        // SAFETY: `pfn` starts the range allocated above, freed once.
+        unsafe { bindings::asi_test_free_contig(pfn) };
+        Ok(true)
+    }
+
     /// Runs `f` in the nonsensitive address space at `pgd` with interrupts disabled, where a
     /// kernel-mode page fault switches to the full address space.
     ///
