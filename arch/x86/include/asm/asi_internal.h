@@ -248,7 +248,7 @@ void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
 unsigned long asi_test_kv_pfn(const void *p);
 #define ASI_TEST_CONTIG_PAGES 16
-unsigned long asi_test_alloc_contig(bool user);
+unsigned long asi_test_alloc_contig(bool user, unsigned long pfn);
 bool asi_test_contig_configured(void);
 void asi_test_free_contig(unsigned long pfn);
 int asi_test_mm_ns_pgd(bool fail, void (*check)(void *ctx, u64 pgd, u64 ns_pgd),

@@ -1375,17 +1375,21 @@ void asi_test_kvfree(void *p)
 }
 
 /*
- * 16 contiguous pages from alloc_contig_pages(), for user data (@user, as
- * gigantic hugetlb folios are) or the kernel; 0 on failure or without
+ * 16 contiguous pages for user data (@user, as gigantic hugetlb folios are)
+ * or the kernel: from alloc_contig_pages(), or at @pfn with
+ * alloc_contig_range() if @pfn is not 0. 0 on failure or without
  * CONFIG_CONTIG_ALLOC, which asi_test_contig_configured() tells apart.
  */
-unsigned long asi_test_alloc_contig(bool user)
+unsigned long asi_test_alloc_contig(bool user, unsigned long pfn)
 {
 #ifdef CONFIG_CONTIG_ALLOC
-	struct page *page = alloc_contig_pages(ASI_TEST_CONTIG_PAGES,
-					       user ? GFP_USER : GFP_KERNEL,
-					       numa_mem_id(), NULL);
+	gfp_t gfp = user ? GFP_USER : GFP_KERNEL;
+	struct page *page;
 
+	if (pfn)
+		return alloc_contig_range(pfn, pfn + ASI_TEST_CONTIG_PAGES,
+					  ACR_FLAGS_NONE, gfp) ? 0 : pfn;
+	page = alloc_contig_pages(ASI_TEST_CONTIG_PAGES, gfp, numa_mem_id(), NULL);
 	return page ? page_to_pfn(page) : 0;
 #else
 	return 0;

@@ -793,16 +793,21 @@ pub(crate) mod test {
     /// How many pages [`with_contig`] allocates.
     pub(crate) const CONTIG_PAGES: u64 = bindings::ASI_TEST_CONTIG_PAGES as u64;
 
-    /// Allocates [`CONTIG_PAGES`] contiguous pages with `alloc_contig_pages()`, for user data
-    /// (`user`) or the kernel, and frees them after calling `f` with the first PFN. `Ok(false)`
-    /// without `CONFIG_CONTIG_ALLOC`, `ENOMEM` if the allocation fails.
-    pub(crate) fn with_contig(user: bool, f: impl FnOnce(u64)) -> kernel::error::Result<bool> {
+    /// Allocates [`CONTIG_PAGES`] contiguous pages for user data (`user`) or the kernel, with
+    /// `alloc_contig_pages()`, or at `at` with `alloc_contig_range()`, and frees them after
+    /// calling `f` with the first PFN. `Ok(false)` without `CONFIG_CONTIG_ALLOC`, `ENOMEM` if
+    /// the allocation fails.
+    pub(crate) fn with_contig(
+        user: bool,
+        at: Option<u64>,
+        f: impl FnOnce(u64),
+    ) -> kernel::error::Result<bool> {
         // SAFETY: No preconditions.
         if !unsafe { bindings::asi_test_contig_configured() } {
             return Ok(false);
         }
         // SAFETY: No preconditions; the pages belong to this function until it frees them.
-        let pfn = unsafe { bindings::asi_test_alloc_contig(user) };
+        let pfn = unsafe { bindings::asi_test_alloc_contig(user, at.unwrap_or(0) as usize) };
         if pfn == 0 {
             return Err(kernel::error::code::ENOMEM);
         }
