@@ -247,7 +247,12 @@ int asi_test_nested_read_page(unsigned long pfn, bool nmi, u64 *value);
 void *asi_test_kvmalloc_user(size_t size);
 void asi_test_kvfree(void *p);
 unsigned long asi_test_kv_pfn(const void *p);
-#define ASI_TEST_CONTIG_PAGES 16
+/*
+ * Whole pageblocks: alloc_contig_pages() tries ranges aligned to their size
+ * from the zone's start, and a smaller range in a zone that starts inside a
+ * pageblock (DMA32 at pfn 1) makes it isolate a block the zone does not span.
+ */
+#define ASI_TEST_CONTIG_PAGES 1024
 unsigned long asi_test_alloc_contig(bool user, unsigned long pfn);
 bool asi_test_contig_configured(void);
 void asi_test_free_contig(unsigned long pfn);

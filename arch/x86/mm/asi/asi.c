@@ -1375,9 +1375,9 @@ void asi_test_kvfree(void *p)
 }
 
 /*
- * 16 contiguous pages for user data (@user, as gigantic hugetlb folios are)
- * or the kernel: from alloc_contig_pages(), or at @pfn with
- * alloc_contig_range() if @pfn is not 0. 0 on failure or without
+ * ASI_TEST_CONTIG_PAGES contiguous pages for user data (@user, as gigantic
+ * hugetlb folios are) or the kernel: from alloc_contig_pages(), or at @pfn
+ * with alloc_contig_range() if @pfn is not 0. 0 on failure or without
  * CONFIG_CONTIG_ALLOC, which asi_test_contig_configured() tells apart.
  */
 unsigned long asi_test_alloc_contig(bool user, unsigned long pfn)
@@ -1386,6 +1386,7 @@ unsigned long asi_test_alloc_contig(bool user, unsigned long pfn)
 	gfp_t gfp = user ? GFP_USER : GFP_KERNEL;
 	struct page *page;
 
+	BUILD_BUG_ON(ASI_TEST_CONTIG_PAGES % pageblock_nr_pages);
 	if (pfn)
 		return alloc_contig_range(pfn, pfn + ASI_TEST_CONTIG_PAGES,
 					  ACR_FLAGS_NONE, gfp) ? 0 : pfn;

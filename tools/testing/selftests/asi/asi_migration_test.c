@@ -2,11 +2,12 @@
 /*
  * Pages that hold user data keep out of ASI's nonsensitive direct map when
  * the kernel moves or copies them: soft offlining and compaction migrate
- * them, a collapse into a transparent huge page copies them. The test follows its own pages
+ * them, a collapse into a transparent huge page copies them, and hugetlb
+ * pages enter their pool and migrate. The test follows its own pages
  * through /proc/self/pagemap and asks /sys/kernel/debug/asi/page about each
  * frame, then checks that the data arrived intact and that the verifier
  * finds nothing. Needs root; skips when ASI is off or the kernel lacks
- * compaction, THP or memory-failure handling.
+ * compaction, THP, hugetlb or memory-failure handling.
  */
 #include <stdint.h>
 #include <sys/mman.h>
@@ -378,6 +379,120 @@ TEST(huge_page_faults_are_sensitive_the_huge_zero_page_is_not)
 	ASSERT_EQ(1, page_mapped(zero, &sensitive));
 	ASSERT_EQ(0, sensitive);
 	ASSERT_EQ(0, verifier_problems());
+}
+
+#define NR_HUGEPAGES	"/proc/sys/vm/nr_hugepages"
+
+/* The number in @path, -1 if there is none. */
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long val;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &val) != 1)
+		val = -1;
+	fclose(f);
+	return val;
+}
+
+static int write_long(const char *path, long val)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%ld\n", val);
+	return write_str(path, buf);
+}
+
+/*
+ * Each 4 KiB frame of the 2 MiB hugetlb page at @mem: 0 if all are
+ * sensitive, unmapped and hold their pattern (@first is the frame of the
+ * first, 0 if unknown), else the index of the first that is not, plus one.
+ */
+static unsigned long hugetlb_page_out(int pagemap, const char *mem, unsigned long *first)
+{
+	unsigned long i;
+
+	*first = pfn_of(pagemap, mem);
+	for (i = 0; i < HPAGE / PAGE; i++) {
+		unsigned long pfn = pfn_of(pagemap, mem + i * PAGE);
+		long sensitive = -1;
+
+		if (!pfn || pfn != *first + i || page_mapped(pfn, &sensitive) != 0 ||
+		    sensitive != 1 || !intact(mem + i * PAGE, i))
+			return i + 1;
+	}
+	return 0;
+}
+
+/*
+ * Pages of the hugetlb pool hold user data from the moment they enter it:
+ * the pool fills from the buddy allocator with __GFP_SENSITIVE, ahead of any
+ * fault. Soft offlining a hugetlb page migrates it through hugetlb's own
+ * path of migrate_pages(), into another pool page or a new one.
+ */
+FIXTURE(hugetlb) {
+	long nr_before;
+};
+
+FIXTURE_SETUP(hugetlb)
+{
+	self->nr_before = read_long(NR_HUGEPAGES);
+}
+
+FIXTURE_TEARDOWN(hugetlb)
+{
+	if (self->nr_before >= 0)
+		write_long(NR_HUGEPAGES, self->nr_before);
+}
+
+TEST_F(hugetlb, pool_pages_stay_out_through_migration)
+{
+	unsigned long i, before, after, bad;
+	int pagemap;
+	char *mem;
+
+	SKIP_IF_NO_ASI();
+	if (self->nr_before < 0)
+		SKIP(return, "no hugetlb pages in this kernel");
+	if (read_key("/proc/meminfo", "Hugepagesize") != HPAGE / 1024)
+		SKIP(return, "the default hugetlb page size is not 2 MiB");
+	/* One page to map and one for migration to move it into. */
+	ASSERT_EQ(0, write_long(NR_HUGEPAGES, self->nr_before + 2));
+	if (read_long(NR_HUGEPAGES) < self->nr_before + 2)
+		SKIP(return, "the pool did not grow by two 2 MiB pages");
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, pagemap);
+	mem = mmap(NULL, HPAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	for (i = 0; i < HPAGE / PAGE; i++)
+		fill(mem + i * PAGE, i);
+	bad = hugetlb_page_out(pagemap, mem, &before);
+	ASSERT_EQ(0, bad) {
+		TH_LOG("frame %lu of the hugetlb page at %lu is mapped, not sensitive or not intact",
+		       bad - 1, before);
+	}
+
+	if (madvise(mem, HPAGE, MADV_SOFT_OFFLINE)) {
+		if (errno == EINVAL)
+			SKIP(return, "no memory-failure handling in this kernel");
+		ASSERT_EQ(0, -errno) {
+			TH_LOG("MADV_SOFT_OFFLINE: %s", strerror(errno));
+		}
+	}
+	bad = hugetlb_page_out(pagemap, mem, &after);
+	ASSERT_NE(before, after) {
+		TH_LOG("the hugetlb page was not migrated");
+	}
+	ASSERT_EQ(0, bad) {
+		TH_LOG("frame %lu of the migrated hugetlb page at %lu (was %lu) is mapped, not sensitive or not intact",
+		       bad - 1, after, before);
+	}
+	ASSERT_EQ(0, verifier_problems());
+	TH_LOG("hugetlb page moved from frame %lu to %lu", before, after);
+	munmap(mem, HPAGE);
 }
 
 TEST_HARNESS_MAIN
