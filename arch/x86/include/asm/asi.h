@@ -43,6 +43,7 @@ static __always_inline bool asi_enabled(void)
 	return cpu_feature_enabled(X86_FEATURE_ASI);
 }
 
+bool asi_requested(void);
 void asi_check_boottime(void);
 void asi_setup(void);
 pgprot_t asi_direct_map_pgprot(pgprot_t prot);
@@ -260,6 +261,7 @@ static __always_inline bool asi_enabled(void)
 	return false;
 }
 
+static inline bool asi_requested(void) { return false; }
 static inline void asi_check_boottime(void) { }
 static inline void asi_setup(void) { }
 static inline pgprot_t asi_direct_map_pgprot(pgprot_t prot)

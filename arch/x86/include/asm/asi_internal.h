@@ -116,7 +116,6 @@ void asi_cr3_snapshot(struct asi_cr3_snapshot *snap);
 void asi_get_layout(struct asi_layout *layout);
 u64 asi_alloc_table(void);
 void asi_free_table(u64 table);
-u64 asi_populate_kernel(unsigned int level, unsigned long va);
 u64 asi_kernel_leaf(unsigned long va, unsigned int *level);
 void asi_flush_kernel_all(void);
 unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable);

@@ -576,6 +576,16 @@ static int __init asi_parse_cmdline(char *arg)
 }
 early_param("asi", asi_parse_cmdline);
 
+/*
+ * Whether the command line asks for ASI. kernel_randomize_memory() lays out
+ * the kernel's address space before asi_check_boottime() decides, and
+ * keeps the direct map's top-level entries to itself if ASI may run.
+ */
+bool __init asi_requested(void)
+{
+	return asi_request == ASI_BOOT_ON;
+}
+
 #ifdef CONFIG_FAULT_INJECTION
 /*
  * fail_asi_setup=<interval>,<probability>,<space>,<times>: make a step of
@@ -789,40 +799,6 @@ u64 asi_alloc_table(void)
 void asi_free_table(u64 table)
 {
 	free_page((unsigned long)__va(table));
-}
-
-/*
- * Give the kernel's own entry of @level (0 = PTE) covering @va a table
- * below it, the way the kernel would on demand, so that ASI can share it.
- * Returns the entry, 0 if it could not be allocated.
- */
-u64 asi_populate_kernel(unsigned int level, unsigned long va)
-{
-	pgd_t *pgd = pgd_offset_k(va);
-	p4d_t *p4d;
-	pud_t *pud;
-	pmd_t *pmd;
-
-	if (level == 4 || (level == 3 && !pgtable_l5_enabled())) {
-		/* The top level is preallocated by preallocate_vmalloc_pages(). */
-		return 0;
-	}
-	p4d = p4d_alloc(&init_mm, pgd, va);
-	if (!p4d)
-		return 0;
-	if (level == 3)
-		return p4d_val(*p4d);
-	pud = pud_alloc(&init_mm, p4d, va);
-	if (!pud)
-		return 0;
-	if (level == 2)
-		return pud_val(*pud);
-	pmd = pmd_alloc(&init_mm, pud, va);
-	if (!pmd || level != 1)
-		return 0;
-	if (pte_alloc_kernel(pmd, va))
-		return pmd_val(*pmd);
-	return 0;
 }
 
 /*

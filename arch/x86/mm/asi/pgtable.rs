@@ -214,27 +214,13 @@ impl Paging {
     }
 }
 
-/// Page-table memory that also reaches the kernel's own tables.
-///
-/// # Safety
-///
-/// Implementors guarantee that an entry [`populate_kernel`](KernelTables::populate_kernel)
-/// returns points, if it is present and not a leaf, to the top of a tree of this memory (see
-/// [`TableMemory`]) at the level below, in the format of the kernel's tables, that stays one as
-/// long as the kernel's tables do.
-pub(crate) unsafe trait KernelTables: TableMemory {
-    /// Makes the kernel's own tables have a table below the entry of `level` that covers `va`,
-    /// so that the entry can be shared and never changes again. Returns the entry.
-    fn populate_kernel(&mut self, level: Level, va: u64) -> Option<u64>;
-}
-
 /// What to build: where the direct map is and which kernel regions get new tables at run time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
     /// The direct map, rounded up to whole 2 MiB, so each PTE table is direct map throughout.
     pub(crate) direct_map: Range,
-    /// A region whose tables the kernel populates on demand (vmalloc). Entries of it that share
-    /// a table with the direct map are populated in the kernel's tables first.
+    /// A region whose tables the kernel populates on demand (vmalloc). It must not share a
+    /// top-level entry with the direct map (see [`BuildError::Shared`]).
     pub(crate) dynamic: Range,
 }
 
@@ -249,8 +235,6 @@ pub(crate) struct Built {
     pub(crate) shared: usize,
     /// Direct-map pages mapped.
     pub(crate) mapped: usize,
-    /// Kernel tables populated so that they could be shared.
-    pub(crate) populated: usize,
 }
 
 /// Why [`build`] failed.
@@ -261,6 +245,11 @@ pub(crate) enum BuildError {
     NoMemory(Built),
     /// The layout does not fit the paging mode.
     Layout,
+    /// The dynamic region shares a top-level entry with the direct map. Below the top level
+    /// the direct map's tables are ASI's own, and their copies of the kernel's other entries
+    /// would not follow the kernel's later changes: entries it fills (M2), or tables it
+    /// frees, as a huge vmap frees the PMD table it replaces (M3).
+    Shared,
 }
 
 /// The builder's state while it descends.
@@ -281,6 +270,12 @@ struct Builder<'a, M, K, T> {
 /// the others are left not present (entry 0, no frame number kept). `pte_table` is called with
 /// the 2 MiB chunk number and physical address of each direct-map PTE table.
 ///
+/// The kernel may change its own entries of `layout.dynamic` at any time, so that region must
+/// not share a top-level entry with the direct map, whose tables below the top level are ASI's
+/// own; it is [`BuildError::Shared`] if it does. Every other entry of the kernel half is
+/// either shared at the top level or, in ASI's own tables, a copy of an entry the kernel never
+/// changes (the direct map's neighbours in its top-level entries are unused).
+///
 /// The result, [`Built::pgd`], also that of a [`BuildError::NoMemory`], is the top of a tree of
 /// `mem` in `paging` (see [`TableMemory`]) for as long as the tree at `kernel_pgd` is one and the
 /// tables `build` allocated are not freed. No CPU translates through those tables yet.
@@ -298,7 +293,7 @@ pub(crate) unsafe fn build<M, K, T>(
     pte_table: T,
 ) -> Result<Built, BuildError>
 where
-    M: KernelTables,
+    M: TableMemory,
     K: Fn(u64) -> bool,
     T: FnMut(usize, u64),
 {
@@ -309,6 +304,16 @@ where
     let half = paging.top_entry_va(ENTRIES / 2);
     if !aligned || dm.first < half {
         return Err(BuildError::Layout);
+    }
+    let top_span = top.span();
+    let dm_top_first = dm.first & !(top_span - 1);
+    let dm_top = (dm.last | (top_span - 1))
+        .checked_sub(dm_top_first)
+        .and_then(|d| d.checked_add(1))
+        .and_then(|len| Range::with_len(dm_top_first, len))
+        .ok_or(BuildError::Layout)?;
+    if dm_top.overlaps(&layout.dynamic) {
+        return Err(BuildError::Shared);
     }
     let pgd = mem
         .alloc_table()
@@ -339,7 +344,7 @@ where
 
 impl<M, K, T> Builder<'_, M, K, T>
 where
-    M: KernelTables,
+    M: TableMemory,
     K: Fn(u64) -> bool,
     T: FnMut(usize, u64),
 {
@@ -365,21 +370,12 @@ where
             return false;
         };
         // SAFETY: The caller guarantees that `src`, if any, is a table of `self.mem`.
-        let mut src_entry = src.map_or(0, |t| unsafe { self.mem.read(t, index) });
+        let src_entry = src.map_or(0, |t| unsafe { self.mem.read(t, index) });
 
         if !range.overlaps(&self.layout.direct_map) {
-            // Below the top level, this table is ASI's own: an empty kernel entry here would
-            // not be seen if the kernel filled it later. Fill it now where the kernel would.
-            if level != p.top()
-                && leaf.is_none()
-                && src_entry & bits::PRESENT == 0
-                && range.overlaps(&self.layout.dynamic)
-            {
-                if let Some(e) = self.mem.populate_kernel(level, va) {
-                    src_entry = e;
-                    self.built.populated += 1;
-                }
-            }
+            // At the top level the entry is shared. Below it, this table is ASI's own and the
+            // entry a copy that is never updated: `build()` checked that no region the kernel
+            // changes at run time is here.
             let value = match leaf {
                 Some((l, e)) if e & bits::PRESENT != 0 => p.sub_leaf(l, e, level, va),
                 Some(_) => 0,
@@ -387,7 +383,7 @@ where
             };
             // SAFETY: The caller guarantees that `dst` is a table this build allocated: nothing
             // translates through it before `build()` returns. `value` keeps the result a tree:
-            // a leaf, 0, or an entry of the kernel's tree (`src` or `populate_kernel()`).
+            // a leaf, 0, or an entry of the kernel's tree (`src`).
             unsafe { self.mem.write(dst, index, value) };
             self.built.shared += 1;
             return true;
@@ -597,13 +593,6 @@ mod tests {
                 *l -= 1;
             }
             Some(self.table())
-        }
-    }
-
-    // SAFETY: `populate_kernel` returns no entry.
-    unsafe impl KernelTables for Mem {
-        fn populate_kernel(&mut self, _level: Level, _va: u64) -> Option<u64> {
-            None
         }
     }
 
@@ -855,6 +844,42 @@ mod tests {
         // SAFETY: Every address is a table of a `Mem`, so every table is the top of a tree.
         let r = unsafe { build(&mut m, p, kpgd, bad, |_| true, |_, _| {}) };
         assert_eq!(r, Err(BuildError::Layout));
+    }
+
+    /// With KASLR the kernel may place vmalloc in the direct map's last top-level entry. Below
+    /// it the tables are ASI's own, whose copies of the kernel's vmalloc entries would go stale
+    /// (review M2, M3): the build refuses, before it allocates anything.
+    #[test]
+    fn vmalloc_must_not_share_a_top_level_entry_with_the_direct_map() {
+        for (levels, dm) in [(4, 0xffff_8880_0000_0000u64), (5, 0xff11_0000_0000_0000)] {
+            let (mut m, p, kpgd) = kernel(levels, dm);
+            let top = p.top().span();
+            let next_top = (dm | (top - 1)) + 1;
+            let before = m.tables.len();
+            for (dynamic_first, ok) in [
+                (dm + 4 * Level::PMD.span() + Level::PUD.span(), false),
+                (next_top - Level::PUD.span(), false),
+                (next_top, true),
+            ] {
+                let l = Layout {
+                    direct_map: Range::with_len(dm, 4 * Level::PMD.span()).unwrap(),
+                    dynamic: Range::with_len(dynamic_first, 1 << 40).unwrap(),
+                };
+                // SAFETY: Every address is a table of a `Mem`, so every table is the top of a
+                // tree.
+                let r = unsafe { build(&mut m, p, kpgd, l, |_| true, |_, _| {}) };
+                if ok {
+                    assert!(r.is_ok(), "{levels}-level, vmalloc at {dynamic_first:#x}");
+                } else {
+                    assert_eq!(
+                        r,
+                        Err(BuildError::Shared),
+                        "{levels}-level, {dynamic_first:#x}"
+                    );
+                    assert_eq!(m.tables.len(), before);
+                }
+            }
+        }
     }
 
     #[test]

@@ -188,18 +188,6 @@ unsafe impl crate::pgtable::TableMemory for DirectMapTables {
     }
 }
 
-// SAFETY: `asi_populate_kernel()` returns an entry of the kernel's own tables, `init_mm`'s,
-// which points, if it is present and not a leaf, to a kernel page table: a table of this memory
-// and the top of a tree in the kernel's format, as long as the kernel keeps its tables.
-unsafe impl crate::pgtable::KernelTables for DirectMapTables {
-    fn populate_kernel(&mut self, level: crate::pgtable::Level, va: u64) -> Option<u64> {
-        // SAFETY: `asi_populate_kernel()` only allocates kernel page tables the way the
-        // kernel does on demand; it may sleep, see `alloc_table`.
-        let e = unsafe { bindings::asi_populate_kernel(level.number(), va as usize) };
-        (e != 0).then_some(e)
-    }
-}
-
 impl DirectMapTables {
     /// Writes entry `index` of the table at `table` through a shared reference, in one store
     /// (`WRITE_ONCE()`), as CPUs may translate through the table meanwhile.

@@ -38,9 +38,10 @@ use kernel::{
 ///
 /// `pgd` is the top of a tree of `mem` in `paging` (see [`TableMemory`]) whose tables live as
 /// long as the kernel: ASI's own, which are never freed, and, below the entries it copies, the
-/// kernel's, which the kernel keeps while its own tables link them. (A huge vmalloc mapping frees
-/// the kernel table it replaces, which a copy in one of ASI's tables next to the direct map may
-/// still point to: not handled yet.) `pte_tables` holds the direct-map PTE table of each 2 MiB
+/// kernel's, which the kernel keeps while its own tables link them. Below the top level, ASI's
+/// own tables hold only the direct map and copies of kernel entries that never change: vmalloc,
+/// whose entries do, shares no top-level entry with the direct map (`build()` checks it, and
+/// `kernel_randomize_memory()` keeps them apart when ASI is asked for). `pte_tables` holds the direct-map PTE table of each 2 MiB
 /// chunk of the direct map, one of ASI's own tables of that tree, and the bitmap `sensitive` has
 /// a bit for each of its `pages`.
 pub(crate) struct Tables {
@@ -105,7 +106,7 @@ pub(crate) fn init() -> Result {
     // SAFETY: `l.kernel_pgd` is `init_mm`'s PGD, the top of the kernel's own tree: a tree of
     // `mem` in the format `paging` describes, which is the kernel's (its level count,
     // `PTE_PFN_MASK` and `_KERNPG_TABLE`). `asi_setup()` runs while only the boot CPU does, and
-    // nothing frees a kernel page table meanwhile; `populate_kernel()` only adds tables.
+    // nothing frees a kernel page table meanwhile.
     let built = unsafe {
         pgtable::build(
             &mut mem,
@@ -137,6 +138,9 @@ pub(crate) fn init() -> Result {
                     };
                 }
                 return Err(ENOMEM);
+            }
+            if e == pgtable::BuildError::Shared {
+                pr_err!("the direct map shares a top-level page-table entry with vmalloc\n");
             }
             return Err(EINVAL);
         }
@@ -174,13 +178,12 @@ pub(crate) fn init() -> Result {
     // change, so one more pass over the direct map catches up.
     mirror(l.page_offset, l.direct_map_pages);
     pr_info!(
-        "nonsensitive tables ({}-level): {} table pages ({} KiB), {} direct-map pages, {} shared entries, {} kernel tables populated\n",
+        "nonsensitive tables ({}-level): {} table pages ({} KiB), {} direct-map pages, {} shared entries\n",
         l.levels,
         built.tables,
         built.tables.saturating_mul(4),
         built.mapped,
-        built.shared,
-        built.populated
+        built.shared
     );
     Ok(())
 }
