@@ -234,8 +234,13 @@ static inline void asi_destroy_mm(struct mm_struct *mm)
 }
 
 /*
- * Rust, called from the page allocator and from CPA in any context, NMI
- * included: they never sleep, allocate or take locks.
+ * Rust, called from the page allocator and CPA.
+ * asi_make_nonsensitive() and asi_mirror_direct_map() work in any
+ * context, NMI included: they never sleep, allocate or take locks. So does
+ * asi_make_sensitive() when no page needs a flush or @can_flush is false;
+ * otherwise it takes up to 31 free pages off the free lists (GFP_NOWAIT)
+ * to flip with the range and sends the TLB flush to every CPU, which its
+ * caller allows only in task context with interrupts on.
  */
 bool asi_make_sensitive(unsigned long pfn, unsigned long nr, bool can_flush,
 			bool movable);

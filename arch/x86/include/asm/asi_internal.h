@@ -191,6 +191,7 @@ void asi_actions_free(void);
 /* Rust, called from C. */
 int asi_core_init(void);
 int asi_core_setup(void);
+bool asi_hotplug_sensitive(unsigned long pfn, unsigned long nr);
 u64 asi_count_global_direct_map(void);
 u8 asi_policy_return_to_user(u64 mm_id);
 bool asi_fault_granted(unsigned long address, unsigned long error_code);

@@ -22,6 +22,7 @@
 #include <linux/init.h>
 #include <linux/irq_work.h>
 #include <linux/mem_encrypt.h>
+#include <linux/memory.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
 #include <linux/printk.h>
@@ -1538,9 +1539,65 @@ undo_global:
 	pr_err("%s (%d); ASI is off\n", failed, err);
 }
 
+#ifdef CONFIG_MEMORY_HOTPLUG
+/*
+ * Memory that comes online or goes offline is made sensitive as a whole:
+ * whatever it held before, none of it stays in the nonsensitive direct map
+ * or in a TLB, and each page is zeroed and mapped when it is first
+ * allocated for anything but user data. Removed memory is offline first,
+ * so nothing maps it once it is gone. ASI's direct map has tables for the
+ * memory present at boot only, so memory added beyond that stays offline.
+ * The notifier runs in task context, where the TLB flush can be sent.
+ */
+static int asi_memory_notify(struct notifier_block *nb, unsigned long action,
+			     void *data)
+{
+	struct memory_notify *arg = data;
+	bool covered;
+
+	if (action != MEM_GOING_ONLINE && action != MEM_OFFLINE)
+		return NOTIFY_OK;
+	covered = asi_hotplug_sensitive(arg->start_pfn, arg->nr_pages);
+	if (action == MEM_OFFLINE) {
+		/* Only memory ASI let online can go offline. */
+		WARN_ON_ONCE(!covered);
+		return NOTIFY_OK;
+	}
+	if (!covered) {
+		pr_warn("cannot online memory [mem %#018llx-%#018llx]: beyond the direct map ASI was built for\n",
+			PFN_PHYS(arg->start_pfn),
+			PFN_PHYS(arg->start_pfn + arg->nr_pages) - 1);
+		return notifier_from_errno(-EOPNOTSUPP);
+	}
+	return NOTIFY_OK;
+}
+
+static struct notifier_block asi_memory_nb = {
+	.notifier_call = asi_memory_notify,
+};
+
+static int __init asi_hotplug_init(void)
+{
+	return register_memory_notifier(&asi_memory_nb);
+}
+#else
+static int __init asi_hotplug_init(void)
+{
+	return 0;
+}
+#endif
+
 static int __init asi_early_init(void)
 {
-	return asi_core_init();
+	int err = asi_core_init();
+
+	/*
+	 * Before any CPU but the boot CPU runs, and so before memory can be
+	 * hot-added or taken offline. Registering cannot fail but for a bug.
+	 */
+	if (!err && asi_enabled())
+		err = WARN_ON_ONCE(asi_hotplug_init());
+	return err;
 }
 early_initcall(asi_early_init);
 

@@ -556,6 +556,60 @@ mod tests {
         Ok(())
     }
 
+    /// CPA may change any page at any time, so the mirror of the kernel's direct map can race
+    /// with a page becoming sensitive (review M4). The mirror only replaces the entry it read:
+    /// once the page is sensitive, an entry read before fails to replace its entry.
+    #[test]
+    fn mirror_never_maps_a_page_that_became_sensitive() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
+        let pfn = user.pfn();
+        let entry = tables::test_direct_map_entry(pfn);
+        let step = tables::test_follow_kernel(pfn);
+        let after = tables::test_direct_map_entry(pfn);
+        let still_out = !mapped(t, pfn);
+        user.free();
+        assert_eq!(entry, Some(tables::SENSITIVE_ENTRY));
+        assert_eq!(step, Some(Err(tables::SENSITIVE_ENTRY)));
+        assert_eq!(after, entry);
+        assert!(still_out);
+        Ok(())
+    }
+
+    /// Memory hotplug: memory that goes offline or comes online becomes sensitive as a whole,
+    /// and memory beyond ASI's direct map, which ASI has no tables for, is refused unchanged.
+    #[test]
+    fn hotplug_makes_memory_sensitive_and_refuses_what_is_not_covered() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        let pages = sys::layout().direct_map_pages;
+        let last = pages - 1;
+        let last_before = (tables::is_sensitive(last), mapped(t, last));
+        let beyond = tables::hotplug_make_sensitive(pages, 512);
+        let straddling = tables::hotplug_make_sensitive(last, 2);
+        let wrapping = tables::hotplug_make_sensitive(u64::MAX, 2);
+        let last_after = (tables::is_sensitive(last), mapped(t, last));
+
+        // A page the test owns stands for a page of memory held offline.
+        let page = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        let pfn = page.pfn();
+        let was_mapped = mapped(t, pfn);
+        let covered = tables::hotplug_make_sensitive(pfn, 1);
+        let state = (tables::is_sensitive(pfn), mapped(t, pfn));
+        let entry = tables::test_direct_map_entry(pfn);
+        page.free();
+
+        assert!(!beyond && !straddling && !wrapping);
+        assert_eq!(last_after, last_before);
+        assert!(was_mapped && covered);
+        assert_eq!(state, (Some(true), false));
+        assert_eq!(entry, Some(tables::SENSITIVE_ENTRY));
+        Ok(())
+    }
+
     #[test]
     fn atomic_user_allocation_is_never_mapped() -> Result {
         let Some(t) = tables_or_none() else {

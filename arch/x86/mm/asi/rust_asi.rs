@@ -184,6 +184,13 @@ pub unsafe extern "C" fn asi_make_sensitive(
     tables::make_sensitive(pfn as u64, nr as u64, can_flush, movable)
 }
 
+/// Makes `nr` pages from `pfn` that come online or went offline sensitive, see
+/// [`tables::hotplug_make_sensitive`].
+#[export]
+pub extern "C" fn asi_hotplug_sensitive(pfn: usize, nr: usize) -> bool {
+    tables::hotplug_make_sensitive(pfn as u64, nr as u64)
+}
+
 /// Makes the sensitive pages among `nr` pages from `pfn` nonsensitive, see
 /// [`tables::make_nonsensitive`].
 ///

@@ -208,6 +208,39 @@ impl DirectMapTables {
         // the kernel's memory or faults.
         unsafe { core::ptr::write_volatile(self.entry(table, index), value) }
     }
+
+    /// Writes `new` into entry `index` of the table at `table` and returns the entry it
+    /// replaced, in one atomic operation (`xchg()`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`DirectMapTables::write_owned`], for `new`.
+    pub(crate) unsafe fn xchg_owned(&self, table: u64, index: usize, new: u64) -> u64 {
+        // SAFETY: The caller guarantees that `table` is a table of this memory: `entry()` is a
+        // mapped, naturally aligned `u64` inside it, which lives as long as the table. Every
+        // access to it is a single volatile load or store (`READ_ONCE()`/`WRITE_ONCE()`) or an
+        // atomic operation, as the kernel's own page-table code mixes them. The caller
+        // guarantees that `new` maps nothing but what the kernel maps.
+        unsafe { Atomic::from_ptr(self.entry(table, index)) }.xchg(new, Full)
+    }
+
+    /// Writes `new` into entry `index` of the table at `table` if the entry is still `old`, in
+    /// one atomic operation (`cmpxchg()`). Returns the entry found: `Ok(old)` if it was
+    /// replaced, `Err(current)` if not.
+    ///
+    /// # Safety
+    ///
+    /// As for [`DirectMapTables::write_owned`], for `new`.
+    pub(crate) unsafe fn cmpxchg_owned(
+        &self,
+        table: u64,
+        index: usize,
+        old: u64,
+        new: u64,
+    ) -> core::result::Result<u64, u64> {
+        // SAFETY: As for `xchg_owned()`.
+        unsafe { Atomic::from_ptr(self.entry(table, index)) }.cmpxchg(old, new, Full)
+    }
 }
 
 /// Frees a table of [`DirectMapTables`]'s `alloc_table` or of [`alloc_ns_pgd`].

@@ -14,10 +14,13 @@
 //!   follow it.
 //!
 //! A page's state is one bit in [`Tables::sensitive`]. Only the allocator changes it, while it
-//! owns the page, so two CPUs never change the state of the same page at once. CPA only
-//! changes pages their owner allocated (see the rules in `arch/x86/mm/pat/set_memory.c`), so
-//! [`mirror`] never races with a change of the page's state either; and it never maps a page
-//! whose bit is set.
+//! owns the page, so two CPUs never change the state of the same page at once. CPA, and so
+//! [`mirror`], may change any page at any time, whatever its owner (`set_mce_nospec()`, the
+//! crash kernel's protection, aliases of the kernel image), so the entry of a sensitive page
+//! is [`SENSITIVE_ENTRY`], never 0, and [`mirror`] replaces an entry only by `cmpxchg()` and
+//! never one that is [`SENSITIVE_ENTRY`]: a page that becomes sensitive while [`mirror`] runs
+//! either keeps [`mirror`]'s entry until [`make_sensitive`] overwrites it, before its flush,
+//! or never gets it (review M4).
 
 use crate::{
     pgtable::{self, bits, Level, Paging, Range, TableMemory},
@@ -58,6 +61,11 @@ pub(crate) struct Tables {
 }
 
 static TABLES: SetOnce<Tables> = SetOnce::new();
+
+/// The entry of a sensitive page in ASI's direct map: not present, without a frame number
+/// (L1TF), and with a software bit (`_PAGE_BIT_SOFTW1`, ignored by the CPU in an entry that is
+/// not present) that tells it from the 0 of a page the kernel itself does not map.
+pub(crate) const SENSITIVE_ENTRY: u64 = 1 << 9;
 
 static SENSITIVE_PAGES: Atomic<u64> = Atomic::new(0);
 static USER_PAGES: Atomic<u64> = Atomic::new(0);
@@ -233,6 +241,30 @@ impl Tables {
                 Ok(_) => return true,
                 Err(cur) => old = cur,
             }
+        }
+    }
+
+    /// Replaces `pfn`'s entry in ASI's direct map by [`SENSITIVE_ENTRY`]. The caller set its
+    /// bit first, and flushes the TLBs after.
+    fn clear_entry(&self, pfn: u64) {
+        if let Some((table, index)) = self.pte_slot(pfn) {
+            // SAFETY: By the type invariant, `pte_slot()` gives one of ASI's PTE tables, a
+            // table of `self.mem`; `SENSITIVE_ENTRY` is not present.
+            unsafe { self.mem.xchg_owned(table, index, SENSITIVE_ENTRY) };
+        }
+    }
+
+    /// Replaces `pfn`'s entry in ASI's direct map by the kernel's, if it is still `old`: the
+    /// step of [`mirror`] that must fail once the page became sensitive. Returns the entry
+    /// found, `Err(current)` if it was not `old`; `Err(0)` if `pfn` has no entry.
+    fn follow_kernel(&self, pfn: u64, old: u64) -> core::result::Result<u64, u64> {
+        let (table, index) = self.pte_slot(pfn).ok_or(0u64)?;
+        // SAFETY: By the type invariant, `pte_slot()` gives one of ASI's PTE tables, a table of
+        // `self.mem`. `kernel_entry()` is 0 or the kernel's own mapping of the page's
+        // direct-map address, as a 4 KiB leaf of the same frame.
+        unsafe {
+            self.mem
+                .cmpxchg_owned(table, index, old, self.kernel_entry(pfn))
         }
     }
 
@@ -473,12 +505,7 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
     }
     for p in pfn..end {
         if t.set_sensitive(p, true) {
-            if let Some((table, index)) = t.pte_slot(p) {
-                // No frame number stays behind in the entry (L1TF).
-                // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's
-                // PTE tables, a table of `t.mem`; 0 maps nothing.
-                unsafe { t.mem.write_owned(table, index, 0) };
-            }
+            t.clear_entry(p);
         }
     }
     let mut batch = [0usize; FLIP_BATCH];
@@ -488,10 +515,7 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
     for &p in batch {
         let p = p as u64;
         if t.set_sensitive(p, true) {
-            if let Some((table, index)) = t.pte_slot(p) {
-                // SAFETY: As above.
-                unsafe { t.mem.write_owned(table, index, 0) };
-            }
+            t.clear_entry(p);
             extra += 1;
         }
     }
@@ -547,6 +571,37 @@ pub(crate) unsafe fn make_nonsensitive(pfn: u64, nr: u64) {
     ZEROED.add(flipped, Relaxed);
 }
 
+/// Makes every page of `[pfn, pfn + nr)` sensitive, as memory hotplug brings it online or
+/// took it offline: whatever it held, nothing of it stays in ASI's direct map or in a TLB, and
+/// each page gets its entry back, zeroed, when it is first allocated for anything but user
+/// data. Returns false, and changes nothing, if the range is not all in ASI's direct map
+/// (memory added beyond the boot-time direct map, which ASI has no tables for).
+///
+/// Nothing allocates the pages meanwhile: memory hotplug holds them offline. The caller runs in
+/// task context, where the TLB flush can be sent.
+pub(crate) fn hotplug_make_sensitive(pfn: u64, nr: u64) -> bool {
+    let Some(t) = get() else {
+        return true;
+    };
+    match pfn.checked_add(nr) {
+        Some(end) if end <= t.pages => {
+            let mut flipped = 0u64;
+            for p in pfn..end {
+                if t.set_sensitive(p, true) {
+                    flipped += 1;
+                }
+                t.clear_entry(p);
+            }
+            sys::flush_kernel_all();
+            SENSITIVE_PAGES.add(flipped, Relaxed);
+            FLIPS_TO_SENSITIVE.add(flipped, Relaxed);
+            TLB_FLUSHES.add(1, Relaxed);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The kernel changed its mapping of `[va, va + nr pages)`: make ASI's direct map follow it
 /// for the nonsensitive pages of the range.
 pub(crate) fn mirror(va: u64, nr: u64) {
@@ -559,12 +614,21 @@ pub(crate) fn mirror(va: u64, nr: u64) {
     let first = offset >> 12;
     let end = first.saturating_add(nr).min(t.pages);
     for p in first..end {
-        if t.is_sensitive(p) {
+        let Some((table, index)) = t.pte_slot(p) else {
             continue;
-        }
-        if let Some((table, index)) = t.pte_slot(p) {
-            // SAFETY: As in `make_nonsensitive()`.
-            unsafe { t.mem.write_owned(table, index, t.kernel_entry(p)) };
+        };
+        // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's PTE
+        // tables, a table of `t.mem` that is never freed.
+        let mut old = unsafe { t.mem.read(table, index) };
+        // `make_sensitive()` sets the bit before it writes `SENSITIVE_ENTRY`: test both, so
+        // that a page becoming sensitive is left alone where that is already seen. Where it is
+        // not, the `cmpxchg()` either fails, or precedes the write of `SENSITIVE_ENTRY` that
+        // replaces its entry before the flush.
+        while old != SENSITIVE_ENTRY && !t.is_sensitive(p) {
+            match t.follow_kernel(p, old) {
+                Ok(_) => break,
+                Err(cur) => old = cur,
+            }
         }
     }
 }
@@ -651,6 +715,26 @@ pub(crate) unsafe fn test_set_direct_map_entry(pfn: u64, value: u64) -> Option<u
     // `pfn` in the kernel's tables too, and the caller guarantees that `value` maps only it.
     unsafe { t.mem.write_owned(table, index, value) };
     Some(old)
+}
+
+/// Runs the step of [`mirror`] that replaces `pfn`'s entry, as if [`mirror`] had read the
+/// entry of the page while it was nonsensitive (the kernel's) and found its bit clear, and the
+/// page had become sensitive since. Returns what the step found; `None` before the tables
+/// exist.
+#[cfg(CONFIG_ASI_KUNIT_TEST)]
+pub(crate) fn test_follow_kernel(pfn: u64) -> Option<core::result::Result<u64, u64>> {
+    let t = get()?;
+    Some(t.follow_kernel(pfn, t.kernel_entry(pfn)))
+}
+
+/// The entry of `pfn` in ASI's direct map; `None` if it has none.
+#[cfg(CONFIG_ASI_KUNIT_TEST)]
+pub(crate) fn test_direct_map_entry(pfn: u64) -> Option<u64> {
+    let t = get()?;
+    let (table, index) = t.pte_slot(pfn)?;
+    // SAFETY: By the type invariant of `Tables`, `pte_slot()` gives one of ASI's PTE tables,
+    // a table of `t.mem` that is never freed.
+    Some(unsafe { t.mem.read(table, index) })
 }
 
 /// How many of the `nr` pages from `pfn` are sensitive; 0 before the tables exist. Pages beyond

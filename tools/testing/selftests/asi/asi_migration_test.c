@@ -15,7 +15,6 @@
 #include "../kselftest_harness.h"
 #include "asi_util.h"
 
-#define ASI_DIR		"/sys/kernel/debug/asi"
 #define THP_DIR		"/sys/kernel/mm/transparent_hugepage"
 #define PAGE		4096UL
 #define MIB		(1024 * 1024UL)
@@ -28,20 +27,6 @@
 #define MADV_SOFT_OFFLINE 101
 #endif
 
-/* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
-static long verifier_problems(void)
-{
-	if (read_key(ASI_DIR "/verify", "ns_pgds") <= 0)
-		return -2;
-	return read_key(ASI_DIR "/verify", "problems");
-}
-
-#define SKIP_IF_NO_ASI()						\
-	do {								\
-		if (verifier_problems() == -2)					\
-			SKIP(return, "ASI is off: no nonsensitive tables");	\
-	} while (0)
-
 /* The frame behind @va, 0 if none is mapped or pagemap hides it. */
 static unsigned long pfn_of(int pagemap, const void *va)
 {
@@ -53,21 +38,6 @@ static unsigned long pfn_of(int pagemap, const void *va)
 	if (!(e & (1ULL << 63)))
 		return 0;
 	return e & ((1ULL << 55) - 1);
-}
-
-/*
- * Whether ASI's direct map maps @pfn (1 or 0) and whether @pfn is sensitive
- * (*sensitive, 1 or 0); -1 if the page file cannot tell.
- */
-static int page_mapped(unsigned long pfn, long *sensitive)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%lu\n", pfn);
-	if (write_str(ASI_DIR "/page", buf))
-		return -1;
-	*sensitive = read_key(ASI_DIR "/page", "sensitive");
-	return read_key(ASI_DIR "/page", "mapped");
 }
 
 static uint64_t pattern(unsigned long page, unsigned long word)
@@ -113,7 +83,7 @@ static char *map_aligned(unsigned long len)
 
 TEST(page_file_rejects_bad_input)
 {
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	ASSERT_EQ(-EINVAL, write_str(ASI_DIR "/page", "bogus\n"));
 	ASSERT_EQ(-EINVAL, write_str(ASI_DIR "/page", "-1\n"));
 	/* No direct map covers the last frame number. */
@@ -132,7 +102,7 @@ TEST(soft_offline_keeps_user_pages_out)
 	int pagemap;
 	char *mem;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	pagemap = open("/proc/self/pagemap", O_RDONLY);
 	ASSERT_LE(0, pagemap);
 	mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
@@ -219,7 +189,7 @@ TEST_F_TIMEOUT(compaction, keeps_user_pages_out, 150)
 	char *mem, *holes, *high;
 	int pagemap;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	if (access("/proc/sys/vm/compact_memory", W_OK))
 		SKIP(return, "no compaction in this kernel");
 	if (n > 4 * MIB / PAGE)
@@ -292,7 +262,7 @@ TEST(collapse_into_a_huge_page_keeps_user_pages_out)
 	int pagemap;
 	char *mem;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	if (access(THP_DIR "/enabled", R_OK))
 		SKIP(return, "no transparent huge pages in this kernel");
 	pagemap = open("/proc/self/pagemap", O_RDONLY);
@@ -340,7 +310,7 @@ TEST(huge_page_faults_are_sensitive_the_huge_zero_page_is_not)
 	char *mem;
 	FILE *f;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	if (access(THP_DIR "/enabled", R_OK))
 		SKIP(return, "no transparent huge pages in this kernel");
 	pagemap = open("/proc/self/pagemap", O_RDONLY);
@@ -453,7 +423,7 @@ TEST_F(hugetlb, pool_pages_stay_out_through_migration)
 	int pagemap;
 	char *mem;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	if (self->nr_before < 0)
 		SKIP(return, "no hugetlb pages in this kernel");
 	if (read_key("/proc/meminfo", "Hugepagesize") != HPAGE / 1024)

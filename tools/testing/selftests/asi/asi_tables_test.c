@@ -21,28 +21,13 @@
 #include "../kselftest_harness.h"
 #include "asi_util.h"
 
-#define ASI_DIR		"/sys/kernel/debug/asi"
 #define MIB		(1024 * 1024)
-
-/* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
-static long verifier_problems(void)
-{
-	if (read_key(ASI_DIR "/verify", "ns_pgds") <= 0)
-		return -2;
-	return read_key(ASI_DIR "/verify", "problems");
-}
-
-#define SKIP_IF_NO_ASI()						\
-	do {								\
-		if (verifier_problems() == -2)					\
-			SKIP(return, "ASI is off: no nonsensitive tables");	\
-	} while (0)
 
 TEST(fork_exec_loop)
 {
 	int i;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	for (i = 0; i < 50; i++) {
 		pid_t pid = fork();
 		int status;
@@ -64,7 +49,7 @@ TEST(mmap_mprotect_munmap)
 	size_t len = 8 * MIB;
 	int i;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	for (i = 0; i < 10; i++) {
 		char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -90,7 +75,7 @@ TEST(tmpfs_write_read)
 	static char buf[64 * 1024], back[64 * 1024];
 	int fd, i;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	ASSERT_GE(fd, 0);
 	for (i = 0; i < 128; i++) {
@@ -116,7 +101,7 @@ TEST(pipe_ping_pong)
 	char msg[4096], got[4096];
 	pid_t pid;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	ASSERT_EQ(0, pipe(to_child));
 	ASSERT_EQ(0, pipe(to_parent));
 	pid = fork();
@@ -161,7 +146,7 @@ TEST(threads)
 	void *ret;
 	int i;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, toucher, NULL));
 	for (i = 0; i < 4; i++) {
@@ -191,7 +176,7 @@ TEST(fork_and_exec_fail_without_ns_pgd)
 	int status;
 	pid_t pid;
 
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	if (access(FAIL_DIR "/probability", W_OK))
 		SKIP(return, "no fail_asi_ns_pgd (CONFIG_FAULT_INJECTION_DEBUG_FS)");
 	live = read_key(ASI_DIR "/stats", "ns_pgds");
@@ -228,7 +213,7 @@ TEST(fork_and_exec_fail_without_ns_pgd)
 /* The counters show that user pages were made sensitive at all. */
 TEST(user_pages_are_counted)
 {
-	SKIP_IF_NO_ASI();
+	SKIP_IF_NO_TABLES();
 	ASSERT_GT(read_key(ASI_DIR "/stats", "sensitive_pages"), 0);
 	ASSERT_GT(read_key(ASI_DIR "/stats", "flips_to_sensitive"), 0);
 	ASSERT_GT(read_key(ASI_DIR "/stats", "tlb_flushes"), 0);

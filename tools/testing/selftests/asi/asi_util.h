@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers shared by the ASI selftests: reading the "key: N" files of
- * /sys/kernel/debug/asi (totals and per CPU) and writing control files.
+ * /sys/kernel/debug/asi (totals and per CPU), writing control files, and
+ * asking the verifier and the page file.
  */
 #ifndef ASI_UTIL_H
 #define ASI_UTIL_H
@@ -85,6 +86,38 @@ static inline int write_str(const char *path, const char *val)
 	if (err)
 		return err;
 	return len == (ssize_t)strlen(val) ? 0 : -EIO;
+}
+
+#define ASI_DIR		"/sys/kernel/debug/asi"
+
+/* Problems the verifier finds now; -2 if ASI has no tables (ASI off). */
+static inline long verifier_problems(void)
+{
+	if (read_key(ASI_DIR "/verify", "ns_pgds") <= 0)
+		return -2;
+	return read_key(ASI_DIR "/verify", "problems");
+}
+
+/* For kselftest_harness tests: skip the test when ASI has no tables. */
+#define SKIP_IF_NO_TABLES()						\
+	do {								\
+		if (verifier_problems() == -2)					\
+			SKIP(return, "ASI is off: no nonsensitive tables");	\
+	} while (0)
+
+/*
+ * Whether ASI's direct map maps @pfn (1 or 0) and whether @pfn is sensitive
+ * (*sensitive, 1 or 0); -1 if the page file cannot tell.
+ */
+static inline int page_mapped(unsigned long pfn, long *sensitive)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lu\n", pfn);
+	if (write_str(ASI_DIR "/page", buf))
+		return -1;
+	*sensitive = read_key(ASI_DIR "/page", "sensitive");
+	return read_key(ASI_DIR "/page", "mapped");
 }
 
 #endif /* ASI_UTIL_H */
