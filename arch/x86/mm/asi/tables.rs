@@ -44,9 +44,9 @@ use kernel::{
 /// kernel's, which the kernel keeps while its own tables link them. Below the top level, ASI's
 /// own tables hold only the direct map and copies of kernel entries that never change: vmalloc,
 /// whose entries do, shares no top-level entry with the direct map (`build()` checks it, and
-/// `kernel_randomize_memory()` keeps them apart when ASI is asked for). `pte_tables` holds the direct-map PTE table of each 2 MiB
-/// chunk of the direct map, one of ASI's own tables of that tree, and the bitmap `sensitive` has
-/// a bit for each of its `pages`.
+/// `kernel_randomize_memory()` keeps them apart when ASI is asked for). `pte_tables` holds the
+/// direct-map PTE table of each 2 MiB chunk of the direct map, one of ASI's own tables of that
+/// tree, and the bitmap `sensitive` has a bit for each of its `pages`.
 pub(crate) struct Tables {
     mem: DirectMapTables,
     paging: Paging,
