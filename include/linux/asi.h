@@ -13,11 +13,12 @@
  * when it is allocated for the other kind:
  *
  *  - to sensitive, it is unmapped and the TLB flushed on all CPUs before
- *    the allocator returns it. That needs IPIs, so where they cannot be
- *    sent (IRQs off, not in task context, ALLOC_NOLOCK) the allocation
- *    fails instead. The same flush also covers a batch of free pages that
- *    are unmapped with it and go back to the free lists, so that the next
- *    user allocations find pages that need no flush;
+ *    the allocator returns it. That needs synchronous IPIs, so where they
+ *    cannot be sent (preemption or IRQs off, not in task context,
+ *    ALLOC_NOLOCK) the allocation fails instead. The same flush also
+ *    covers a batch of free pages that are unmapped with it and go back to
+ *    the free lists, so that the next user allocations find pages that
+ *    need no flush;
  *  - to nonsensitive, it is zeroed and then mapped. No flush is needed, so
  *    this works in any context, NMI included.
  */
@@ -35,6 +36,19 @@
 static inline bool asi_gfp_sensitive(gfp_t gfp)
 {
 	return asi_enabled() && (gfp & __GFP_SENSITIVE);
+}
+
+/*
+ * Whether this context may send the synchronous TLB-flush IPI that making
+ * pages sensitive needs. In task context with preemption off (a spinlock
+ * held, a per-CPU section) another CPU may spin with interrupts off on what
+ * this one holds and never answer the IPI; so only a preemptible context
+ * may, which also rules out interrupts off, hardirq, softirq and NMI.
+ * CONFIG_ASI selects PREEMPT_COUNT, so that preemptible() can tell.
+ */
+static inline bool asi_can_flush(void)
+{
+	return preemptible();
 }
 
 /* End of post_alloc_hook(): map a nonsensitive page, zeroing it if needed. */
@@ -56,7 +70,7 @@ static inline bool asi_alloc_sensitive(struct page *page, unsigned int order,
 
 	if (!asi_gfp_sensitive(gfp))
 		return true;
-	can_flush = !nolock && in_task() && !irqs_disabled();
+	can_flush = !nolock && asi_can_flush();
 	return asi_make_sensitive(page_to_pfn(page), 1UL << order, can_flush,
 				  gfp & __GFP_MOVABLE);
 }
@@ -72,7 +86,7 @@ static inline bool asi_alloc_contig_sensitive(unsigned long pfn, unsigned long n
 {
 	if (!asi_gfp_sensitive(gfp))
 		return true;
-	return asi_make_sensitive(pfn, nr, in_task() && !irqs_disabled(), true);
+	return asi_make_sensitive(pfn, nr, asi_can_flush(), true);
 }
 
 /*
@@ -101,7 +115,7 @@ static inline gfp_t asi_migration_gfp(struct folio *src, gfp_t gfp)
  * Give the new migration target @dst the sensitivity of @src, before anything
  * is copied or locked: unmapped and flushed from every TLB, or zeroed and
  * mapped. -ENOMEM if the flush cannot be sent from here; migrate_pages()
- * runs in task context, where it can.
+ * runs preemptible, where it can.
  */
 static inline int asi_migration_prepare(struct folio *dst, struct folio *src)
 {
@@ -113,7 +127,7 @@ static inline int asi_migration_prepare(struct folio *dst, struct folio *src)
 		asi_make_nonsensitive(pfn, nr);
 		return 0;
 	}
-	if (!asi_make_sensitive(pfn, nr, in_task() && !irqs_disabled(), true))
+	if (!asi_make_sensitive(pfn, nr, asi_can_flush(), true))
 		return -ENOMEM;
 	return 0;
 }

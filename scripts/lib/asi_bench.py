@@ -111,11 +111,12 @@ def main(argv):
     base_mode, base = runs[0]
     names = list(base)
     counters = ["user_pages_allocated", "flips_to_sensitive", "flips_to_nonsensitive",
-                "tlb_flushes", "ns_pgds_created", "exits_page_fault", "exits_switch_mm",
+                "tlb_flushes", "zeroed_pages", "refused_flips", "ns_pgds_created", "exits_page_fault", "exits_switch_mm",
                 "exits_cr3_read", "exits_tlb_flush", "exits_nmi", "exits_other", "switches",
                 "cr3_writes_flush", "cr3_writes_noflush"]
     short = {"user_pages_allocated": "upages", "flips_to_sensitive": "flip+",
              "flips_to_nonsensitive": "flip-", "tlb_flushes": "flush",
+             "zeroed_pages": "zeroed", "refused_flips": "refused",
              "ns_pgds_created": "ns_pgds", "exits_page_fault": "x:pf",
              "exits_switch_mm": "x:swmm", "exits_cr3_read": "x:cr3",
              "exits_tlb_flush": "x:tlb", "exits_nmi": "x:nmi", "exits_other": "x:other",
@@ -158,7 +159,8 @@ def main(argv):
         print(row)
     print_actions(runs, names)
     print("Counts per op are of the ASI boot: user pages allocated, flips to and from "
-          "sensitive, TLB flushes, mm tables created, and exits from the nonsensitive space "
+          "sensitive, TLB flushes, pages zeroed on their way to nonsensitive, flips refused "
+          "(the allocation failed: no TLB flush could be sent), mm tables created, and exits from the nonsensitive space "
           "by reason (x:pf page fault, x:swmm switch_mm, x:cr3 CR3 read, x:tlb TLB flush, "
           "x:nmi in an NMI, x:other), switches between processes that stay in the nonsensitive "
           "space, and ASI's CR3 writes that flushed (cr3:fl) or kept (cr3:nofl, CR3_NOFLUSH, "

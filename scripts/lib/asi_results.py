@@ -18,6 +18,10 @@ label, and is missing from none. Each difference is listed and fails the run.
 A case that fails alike under every label is not ASI's doing: it is listed and
 counted apart ("failed alike"), not as failed.
 
+Every failed case that is not counted apart is named, with the file it came
+from, just before the closing line: a log cut to its last lines still says
+what failed.
+
 Exits 1 if anything failed or differed.
 """
 
@@ -127,6 +131,7 @@ def main(argv):
 
     passed = failed = skipped = 0
     labelled = {}
+    bad = []  # (file, case) for every failed case
     for arg in paths:
         label, _, path = arg.rpartition("=")
         if path.endswith(".json"):
@@ -140,6 +145,7 @@ def main(argv):
             passed += statuses.count("PASS")
             skipped += statuses.count("SKIP")
             failed += sum(s not in ("PASS", "SKIP") for s in statuses)
+            bad += [(path, c) for c in results if c.status not in ("PASS", "SKIP")]
         else:
             found = False
             with open(path) as f:
@@ -149,6 +155,8 @@ def main(argv):
                         found = True
                         passed += int(m[1])
                         failed += int(m[2])
+                        if int(m[2]):
+                            bad.append((path, f"{m[2]} host unit tests (cargo test)"))
                         skipped += int(m[3])
             if not found:
                 print(f"asi: results: no cargo test result in {path}", file=sys.stderr)
@@ -171,6 +179,13 @@ def main(argv):
     elif upstream:
         print("asi: results: --upstream needs two or more LABEL=FILE to compare", file=sys.stderr)
         failed += 1
+    alike_names = set(alike)
+    named = [(path, case) for path, case in bad if str(case) not in alike_names
+             or collection(case) not in upstream]
+    if named:
+        print(f"asi: results: {len(named)} failed:", file=sys.stderr)
+        for path, case in named:
+            print(f"  {case} ({path})", file=sys.stderr)
     # Each label counted the cases that fail alike as failed.
     failed -= len(alike) * len(labelled)
     summary = f"{passed} passed, {failed} failed, {skipped} skipped"

@@ -240,7 +240,7 @@ static inline void asi_destroy_mm(struct mm_struct *mm)
  * asi_make_sensitive() when no page needs a flush or @can_flush is false;
  * otherwise it takes up to 31 free pages off the free lists (GFP_NOWAIT)
  * to flip with the range and sends the TLB flush to every CPU, which its
- * caller allows only in task context with interrupts on.
+ * caller allows only where it is preemptible (asi_can_flush()).
  */
 bool asi_make_sensitive(unsigned long pfn, unsigned long nr, bool can_flush,
 			bool movable);

@@ -225,6 +225,7 @@ unsigned long asi_test_alloc(bool user, bool irqs_off, unsigned int order);
 unsigned long asi_test_alloc_gfp_user(void);
 int asi_test_stale_marks(u64 pgd, struct asi_test_marks *m);
 unsigned long asi_test_free_then_alloc(unsigned long pfn, bool user, bool irqs_off);
+unsigned long asi_test_free_then_alloc_nopreempt(unsigned long pfn);
 void asi_test_free(unsigned long pfn, unsigned int order);
 void asi_test_fill(unsigned long pfn, u8 value);
 bool asi_test_is_filled(unsigned long pfn, u8 value);

@@ -836,21 +836,27 @@ void asi_flush_kernel_all(void)
 }
 
 /*
- * Take up to @n free order-0 pages of the given mobility off the free lists,
- * without sleeping or reclaiming, so that ASI can make them sensitive
- * together with a page it has to flush anyway. Returns how many it got.
- * The pages are not for user data (no __GFP_SENSITIVE), so this does not
- * recurse into asi_make_sensitive().
+ * Take up to @n free order-0 pages of the given mobility off the free lists
+ * of this CPU's node, without sleeping or reclaiming, so that ASI can make
+ * them sensitive together with a page it has to flush anyway. Returns how
+ * many it got. The pages are not for user data (no __GFP_SENSITIVE), so this
+ * does not recurse into asi_make_sensitive().
+ *
+ * The batch is an optimisation, never a need: it must not dip into the
+ * reserves that reclaim (PF_MEMALLOC) or an atomic caller is entitled to
+ * (__GFP_NOMEMALLOC, and no __GFP_HIGH), and must not advance the interleave
+ * state of the current task's mempolicy (a node is named, so none is used).
  */
 unsigned int asi_batch_alloc(unsigned long *pfns, unsigned int n, bool movable)
 {
-	gfp_t gfp = GFP_NOWAIT | __GFP_NOWARN | __GFP_NORETRY;
+	gfp_t gfp = GFP_NOWAIT | __GFP_NOWARN | __GFP_NORETRY | __GFP_NOMEMALLOC;
+	int nid = numa_mem_id();
 	unsigned int i;
 
 	if (movable)
 		gfp |= __GFP_MOVABLE;
 	for (i = 0; i < n; i++) {
-		struct page *page = alloc_page(gfp);
+		struct page *page = alloc_pages_node(nid, gfp, 0);
 
 		if (!page)
 			break;
@@ -1039,17 +1045,44 @@ unsigned long asi_test_alloc_gfp_user(void)
 /*
  * Free the order-0 page @pfn and allocate one page as asi_test_alloc() does,
  * without migrating to another CPU in between: the per-CPU free list hands
- * out the page just freed first, unless an interrupt took it.
+ * out the page just freed first. With @irqs_off both happen with interrupts
+ * disabled, so nothing else can take it; otherwise another task on this CPU
+ * or an interrupt may (at boot, KUnit runs while the initramfs is unpacked).
  */
 unsigned long asi_test_free_then_alloc(unsigned long pfn, bool user, bool irqs_off)
 {
-	unsigned long ret;
+	unsigned long flags, ret;
 
+	if (irqs_off) {
+		/* No task or interrupt on this CPU can take the page in between. */
+		local_irq_save(flags);
+		__free_page(pfn_to_page(pfn));
+		ret = asi_test_alloc(user, true, 0);
+		local_irq_restore(flags);
+		return ret;
+	}
 	migrate_disable();
 	__free_page(pfn_to_page(pfn));
 	ret = asi_test_alloc(user, irqs_off, 0);
 	migrate_enable();
 	return ret;
+}
+
+/*
+ * Free the order-0 page @pfn and allocate one user page without sleeping,
+ * with preemption disabled but interrupts on, as under a spinlock. The
+ * per-CPU free list hands out the page just freed first.
+ */
+unsigned long asi_test_free_then_alloc_nopreempt(unsigned long pfn)
+{
+	gfp_t gfp = (GFP_HIGHUSER & ~__GFP_DIRECT_RECLAIM) | __GFP_NOWARN;
+	struct page *page;
+
+	preempt_disable();
+	__free_page(pfn_to_page(pfn));
+	page = alloc_page(gfp);
+	preempt_enable();
+	return page ? page_to_pfn(page) : 0;
 }
 
 void asi_test_free(unsigned long pfn, unsigned int order)

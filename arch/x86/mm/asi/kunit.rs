@@ -540,8 +540,10 @@ mod tests {
         let mut user = sys::test::alloc(true, false, 0).ok_or(ENOMEM)?;
         user.fill(0xa5);
         let user_pfn = user.pfn();
-        // The per-CPU free list hands the page just freed out first.
-        let kern = user.free_then_alloc(false, false).ok_or(ENOMEM)?;
+        // The per-CPU free list hands the page just freed out first. Interrupts stay off from
+        // the free to the allocation, so that no other task takes it in between; making a page
+        // nonsensitive needs no flush, so it works there.
+        let kern = user.free_then_alloc(false, true).ok_or(ENOMEM)?;
         let found = kern.pfn() == user_pfn;
         if found {
             assert!(mapped(t, user_pfn));
@@ -638,6 +640,31 @@ mod tests {
             None => assert!(tables::stats().refused > refused),
         }
         assert_eq!(again_pfn, Some(user_pfn));
+        Ok(())
+    }
+
+    #[test]
+    fn user_allocation_without_preemption_sends_no_flush() -> Result {
+        let Some(t) = tables_or_none() else {
+            return Ok(());
+        };
+        // With preemption off, as under a spinlock, the synchronous flush IPI could wait
+        // forever for a CPU that spins with interrupts off on what this one holds. A page that
+        // is mapped, as the kernel page just freed is, would need one: the allocation must not
+        // flip it, but fail or hand out a page that is sensitive already.
+        let kern = sys::test::alloc(false, false, 0).ok_or(ENOMEM)?;
+        let kern_pfn = kern.pfn();
+        let refused = tables::stats().refused;
+        match kern.free_then_alloc_nopreempt() {
+            Some(p) => {
+                let pfn = p.pfn();
+                let state = (tables::is_sensitive(pfn), mapped(t, pfn));
+                p.free();
+                assert!(pfn != kern_pfn);
+                assert_eq!(state, (Some(true), false));
+            }
+            None => assert!(tables::stats().refused > refused),
+        }
         Ok(())
     }
 

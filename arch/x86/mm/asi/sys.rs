@@ -584,7 +584,8 @@ pub(crate) mod test {
     /// # Invariants
     ///
     /// `pfn` is the first of `1 << order` pages that `asi_test_alloc()` (or, for order 0,
-    /// `asi_test_alloc_gfp_user()` or `asi_test_free_then_alloc()`) allocated for this value
+    /// `asi_test_alloc_gfp_user()`, `asi_test_free_then_alloc()` or
+    /// `asi_test_free_then_alloc_nopreempt()`) allocated for this value
     /// alone. They stay allocated, and
     /// mapped in the kernel's direct map, as long as it exists.
     pub(crate) struct Pages {
@@ -640,6 +641,24 @@ pub(crate) mod test {
             // `self` uses; `self` is gone after this, so it is freed once.
             let pfn =
                 unsafe { bindings::asi_test_free_then_alloc(self.pfn as usize, user, irqs_off) };
+            // INVARIANT: A PFN that is not 0 is an order-0 page allocated for the result.
+            (pfn != 0).then_some(Pages {
+                pfn: pfn as u64,
+                order: 0,
+            })
+        }
+
+        /// Frees the page, an order-0 one, and allocates a user page without sleeping, with
+        /// preemption disabled and interrupts enabled (as under a spinlock), on the same CPU.
+        /// `None` if that fails, or if there is more than one page (which are freed).
+        pub(crate) fn free_then_alloc_nopreempt(self) -> Option<Pages> {
+            if self.order != 0 {
+                self.free();
+                return None;
+            }
+            // SAFETY: By the type invariant, `self.pfn` is an order-0 allocation that only
+            // `self` uses; `self` is gone after this, so it is freed once.
+            let pfn = unsafe { bindings::asi_test_free_then_alloc_nopreempt(self.pfn as usize) };
             // INVARIANT: A PFN that is not 0 is an order-0 page allocated for the result.
             (pfn != 0).then_some(Pages {
                 pfn: pfn as u64,

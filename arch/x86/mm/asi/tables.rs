@@ -30,9 +30,10 @@ use crate::{
 use kernel::{
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed},
+        atomic::{Acquire, Atomic, Full, Relaxed},
         SetOnce,
     },
+    time::{delay::fsleep, Delta},
 };
 
 /// The nonsensitive tables and the state of the direct map's pages.
@@ -74,6 +75,10 @@ static FLIPS_TO_NONSENSITIVE: Atomic<u64> = Atomic::new(0);
 static TLB_FLUSHES: Atomic<u64> = Atomic::new(0);
 static ZEROED: Atomic<u64> = Atomic::new(0);
 static REFUSED: Atomic<u64> = Atomic::new(0);
+/// Flips to sensitive under way. Each sets a page's bit before it replaces the page's entry, so
+/// for a moment the page is sensitive and still mapped: the verifier tells that from a leak by
+/// this count (see [`Tables::mapped_while_sensitive`]).
+static FLIPS_UNDER_WAY: Atomic<u64> = Atomic::new(0);
 
 /// The tables, once built.
 pub(crate) fn get() -> Option<&'static Tables> {
@@ -305,6 +310,55 @@ impl Tables {
         unsafe { kernel::mm::pgtable::translate(&self.mem, self.paging, self.pgd, va) }
     }
 
+    /// Whether `pfn` is sensitive and mapped in ASI's direct map for longer than a flip to
+    /// sensitive takes: [`make_sensitive`] and [`hotplug_make_sensitive`] set a page's bit
+    /// before they replace its entry, inside [`FLIPS_UNDER_WAY`]. The state must still hold
+    /// after a moment when no flip was under way: one that was when it was seen has replaced
+    /// the entry by then, and a page already sensitive is not flipped again until it has been
+    /// nonsensitive. Gives up waiting for such a moment after about 100 ms, and then counts
+    /// the page as mapped. Sleeps.
+    fn mapped_while_sensitive(&self, pfn: u64) -> bool {
+        let stuck = || {
+            self.is_sensitive(pfn)
+                && self.pte_slot(pfn).is_some_and(|(table, index)| {
+                    // SAFETY: By the type invariant, `pte_slot()` gives one of ASI's PTE
+                    // tables, a table of `self.mem` that is never freed.
+                    (unsafe { self.mem.read(table, index) }) & bits::PRESENT != 0
+                })
+        };
+        for _ in 0..100 {
+            if !stuck() {
+                return false;
+            }
+            if FLIPS_UNDER_WAY.load(Acquire) == 0 {
+                return stuck();
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        true
+    }
+
+    /// Whether ASI's entry for `pfn` grants more than the kernel's, and still does after two
+    /// milliseconds: CPA changes the kernel's entry first and then ASI's (DEBUG_PAGEALLOC does
+    /// so at every allocation and free), so for a moment ASI's may grant more. Sleeps.
+    fn grants_more_than_kernel(&self, pfn: u64) -> bool {
+        let more = || {
+            self.pte_slot(pfn).is_some_and(|(table, index)| {
+                // SAFETY: By the type invariant, `pte_slot()` gives one of ASI's PTE tables, a
+                // table of `self.mem` that is never freed.
+                let ours = unsafe { self.mem.read(table, index) };
+                ours & bits::PRESENT != 0 && !self.paging.covers(self.kernel_entry(pfn), ours)
+            })
+        };
+        for _ in 0..2 {
+            if !more() {
+                return false;
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        more()
+    }
+
     /// Walks the global tables and checks them, see [`verify`].
     fn verify_into(&self, r: &mut Report) {
         let t0 = sys::ktime_ns();
@@ -317,6 +371,10 @@ impl Tables {
         };
         let pages = self.pages;
         let dm_end = self.va(pages);
+        // Direct-map pages whose entries may belong to a flip or a CPA change under way,
+        // checked again after the walk.
+        let mut suspects: KVec<u64> = KVec::new();
+        let mut extra_suspects: KVec<(u64, u64)> = KVec::new();
         let mut leaf = |l: kernel::mm::pgtable::Leaf| {
             let first = l.frame >> 12;
             let n = l.level.span() >> 12;
@@ -324,7 +382,11 @@ impl Tables {
             // ASI's direct map may only ever grant what the kernel's does.
             if l.level == Level::PTE && l.va >= self.page_offset && l.va < dm_end {
                 let pfn = (l.va - self.page_offset) >> 12;
-                if !self.paging.covers(self.kernel_entry(pfn), l.entry) {
+                if !self.paging.covers(self.kernel_entry(pfn), l.entry)
+                    && extra_suspects
+                        .push((pfn, l.frame >> 12), GFP_KERNEL)
+                        .is_err()
+                {
                     note(
                         Problem {
                             kind: ProblemKind::ExtraMapping,
@@ -338,14 +400,20 @@ impl Tables {
             for pfn in first..last {
                 if self.is_sensitive(pfn) {
                     let va = l.va.wrapping_add((pfn - first) << 12);
-                    note(
-                        Problem {
-                            kind: ProblemKind::SensitiveMapped,
-                            va,
-                            pfn: Some(pfn),
-                        },
-                        &mut found,
-                    );
+                    // An entry of ASI's direct map may belong to a flip under way: checked
+                    // again after the walk. Anything else is a leak.
+                    let in_direct_map =
+                        l.level == Level::PTE && l.va >= self.page_offset && l.va < dm_end;
+                    if !in_direct_map || suspects.push(pfn, GFP_KERNEL).is_err() {
+                        note(
+                            Problem {
+                                kind: ProblemKind::SensitiveMapped,
+                                va,
+                                pfn: Some(pfn),
+                            },
+                            &mut found,
+                        );
+                    }
                 }
             }
         };
@@ -369,6 +437,30 @@ impl Tables {
         r.entries += ws.entries;
         r.leaves += ws.leaves;
         r.tables += ws.tables;
+        for &(pfn, frame) in extra_suspects.iter() {
+            if self.grants_more_than_kernel(pfn) {
+                note(
+                    Problem {
+                        kind: ProblemKind::ExtraMapping,
+                        va: self.va(pfn),
+                        pfn: Some(frame),
+                    },
+                    &mut found,
+                );
+            }
+        }
+        for &pfn in suspects.iter() {
+            if self.mapped_while_sensitive(pfn) {
+                note(
+                    Problem {
+                        kind: ProblemKind::SensitiveMapped,
+                        va: self.va(pfn),
+                        pfn: Some(pfn),
+                    },
+                    &mut found,
+                );
+            }
+        }
         for &pa in tables.iter() {
             let va = self.page_offset.wrapping_add(pa);
             if self.translate(va).is_none() {
@@ -503,6 +595,7 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
         REFUSED.add(1, Relaxed);
         return false;
     }
+    FLIPS_UNDER_WAY.fetch_add(1, Full);
     for p in pfn..end {
         if t.set_sensitive(p, true) {
             t.clear_entry(p);
@@ -519,6 +612,7 @@ pub(crate) fn make_sensitive(pfn: u64, nr: u64, can_flush: bool, movable: bool) 
             extra += 1;
         }
     }
+    FLIPS_UNDER_WAY.fetch_sub(1, Full);
     // A page freed by vfree() or after vunmap() may still have a global TLB entry at its
     // vmalloc address on any CPU: the vmalloc area clears its PTEs at once but flushes the TLB
     // lazily, when it purges. That entry is valid in the nonsensitive address space too, so a
@@ -586,12 +680,14 @@ pub(crate) fn hotplug_make_sensitive(pfn: u64, nr: u64) -> bool {
     match pfn.checked_add(nr) {
         Some(end) if end <= t.pages => {
             let mut flipped = 0u64;
+            FLIPS_UNDER_WAY.fetch_add(1, Full);
             for p in pfn..end {
                 if t.set_sensitive(p, true) {
                     flipped += 1;
                 }
                 t.clear_entry(p);
             }
+            FLIPS_UNDER_WAY.fetch_sub(1, Full);
             sys::flush_kernel_all();
             SENSITIVE_PAGES.add(flipped, Relaxed);
             FLIPS_TO_SENSITIVE.add(flipped, Relaxed);

@@ -222,6 +222,63 @@ static void op_compress(long i)
 		die("gzip");
 }
 
+/*
+ * A file on ext4 on a block device, which scripts/asi's guest mounts at
+ * EXT4_DIR: 64 KiB writes, written back every 16th (fsync), and 64 KiB reads
+ * of a file dropped from the page cache every 256th, so that they come from
+ * the disk through readahead. Skipped when EXT4_DIR is not an ext4 mount.
+ */
+#define EXT4_DIR	"/mnt/ext4"
+#define EXT4_FILE	EXT4_DIR "/asi_bench.dat"
+#define EXT4_CHUNKS	256
+
+static void op_ext4_write(long i)
+{
+	if (pwrite(fd_a, buf, sizeof(buf), (i % EXT4_CHUNKS) * sizeof(buf)) != sizeof(buf))
+		die("pwrite ext4");
+	if (i % 16 == 15 && fsync(fd_a))
+		die("fsync ext4");
+}
+
+static void op_ext4_read_cold(long i)
+{
+	if (i % EXT4_CHUNKS == 0 && posix_fadvise(fd_a, 0, 0, POSIX_FADV_DONTNEED))
+		die("fadvise ext4");
+	if (pread(fd_a, buf, sizeof(buf), (i % EXT4_CHUNKS) * sizeof(buf)) != sizeof(buf))
+		die("pread ext4");
+}
+
+static int ext4_mounted(void)
+{
+	char src[128], dir[256], type[32];
+	int found = 0;
+	FILE *f = fopen("/proc/mounts", "r");
+
+	if (!f)
+		return 0;
+	while (!found && fscanf(f, "%127s %255s %31s %*s %*d %*d", src, dir, type) == 3)
+		found = !strcmp(dir, EXT4_DIR) && !strcmp(type, "ext4");
+	fclose(f);
+	return found;
+}
+
+static void open_ext4_file(void)
+{
+	fd_a = open(EXT4_FILE, O_RDWR | O_CREAT, 0600);
+	if (fd_a < 0)
+		die("open ext4 file");
+	memset(buf, 0x3c, sizeof(buf));
+	for (int i = 0; i < EXT4_CHUNKS; i++)
+		op_ext4_write(i);
+}
+
+static void close_ext4_file(void)
+{
+	close(fd_a);
+	fd_a = -1;
+	unlink(EXT4_FILE);
+}
+
 struct workload {
 	const char *name;
 	long ops;
@@ -390,6 +447,8 @@ static const struct workload workloads[] = {
 	{ "fork_exec",		200,	op_fork_exec },
 	{ "mmap_touch_1m",	300,	op_mmap_touch },
 	{ "gzip_16m",		3,	op_compress },
+	{ "ext4_write_64k",	1024,	op_ext4_write,	open_ext4_file,	close_ext4_file },
+	{ "ext4_read_cold_64k",	1024,	op_ext4_read_cold, open_ext4_file, close_ext4_file },
 };
 
 int main(int argc, char **argv)
@@ -417,6 +476,8 @@ int main(int argc, char **argv)
 		long long t0, t1;
 
 		if (only && strcmp(only, wl->name))
+			continue;
+		if (!strncmp(wl->name, "ext4_", 5) && !ext4_mounted())
 			continue;
 		if (wl->setup)
 			wl->setup();

@@ -6,11 +6,14 @@
  * pages enter their pool and migrate. The test follows its own pages
  * through /proc/self/pagemap and asks /sys/kernel/debug/asi/page about each
  * frame, then checks that the data arrived intact and that the verifier
- * finds nothing. Needs root; skips when ASI is off or the kernel lacks
- * compaction, THP, hugetlb or memory-failure handling.
+ * finds nothing. Pages that go to swap and come back are followed the same
+ * way. Needs root; skips when ASI is off or the kernel lacks compaction,
+ * THP, hugetlb, memory-failure handling, a second NUMA node or swap.
  */
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/mempolicy.h>
 
 #include "../kselftest_harness.h"
 #include "asi_util.h"
@@ -26,6 +29,20 @@
 #ifndef MADV_SOFT_OFFLINE
 #define MADV_SOFT_OFFLINE 101
 #endif
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT	21
+#endif
+
+/* Whether @va is swapped out (pagemap bit 62), -1 if pagemap cannot tell. */
+static int swapped_out(int pagemap, const void *va)
+{
+	uint64_t e;
+	off_t off = (uintptr_t)va / PAGE * sizeof(e);
+
+	if (pread(pagemap, &e, sizeof(e), off) != sizeof(e))
+		return -1;
+	return !!(e & (1ULL << 62));
+}
 
 /* The frame behind @va, 0 if none is mapped or pagemap hides it. */
 static unsigned long pfn_of(int pagemap, const void *va)
@@ -65,6 +82,27 @@ static int intact(const char *p, unsigned long page)
 	return 1;
 }
 
+/*
+ * @n anonymous pages that never become part of a huge page, page i filled
+ * with pattern(i, ...); MAP_FAILED on failure.
+ */
+static char *map_filled(unsigned long n)
+{
+	char *mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned long i;
+
+	if (mem == MAP_FAILED)
+		return mem;
+	if (madvise(mem, n * PAGE, MADV_NOHUGEPAGE)) {
+		munmap(mem, n * PAGE);
+		return MAP_FAILED;
+	}
+	for (i = 0; i < n; i++)
+		fill(mem + i * PAGE, i);
+	return mem;
+}
+
 /* A 2 MiB-aligned anonymous area of @len bytes, MAP_FAILED on failure. */
 static char *map_aligned(unsigned long len)
 {
@@ -79,6 +117,50 @@ static char *map_aligned(unsigned long len)
 		munmap(p, a - p);
 	munmap(a + len, p + HPAGE - a);
 	return a;
+}
+
+/* The number in @path, -1 if there is none. */
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long val;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &val) != 1)
+		val = -1;
+	fclose(f);
+	return val;
+}
+
+static int write_long(const char *path, long val)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%ld\n", val);
+	return write_str(path, buf);
+}
+
+#define SOFT_OFFLINE	"/proc/sys/vm/enable_soft_offline"
+
+/*
+ * MADV_SOFT_OFFLINE on @len bytes at @p, with soft offlining turned on for
+ * the call if it was off (mm's hugetlb-soft-offline selftest turns it off
+ * and on): 0, or -1 with errno set.
+ */
+static int soft_offline(void *p, unsigned long len)
+{
+	long was = read_long(SOFT_OFFLINE);
+	int ret, err;
+
+	if (was == 0)
+		write_long(SOFT_OFFLINE, 1);
+	ret = madvise(p, len, MADV_SOFT_OFFLINE);
+	err = errno;
+	if (was == 0)
+		write_long(SOFT_OFFLINE, 0);
+	errno = err;
+	return ret;
 }
 
 TEST(page_file_rejects_bad_input)
@@ -105,16 +187,13 @@ TEST(soft_offline_keeps_user_pages_out)
 	SKIP_IF_NO_TABLES();
 	pagemap = open("/proc/self/pagemap", O_RDONLY);
 	ASSERT_LE(0, pagemap);
-	mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mem = map_filled(n);
 	ASSERT_NE(MAP_FAILED, mem);
-	ASSERT_EQ(0, madvise(mem, n * PAGE, MADV_NOHUGEPAGE));
 	for (i = 0; i < n; i++) {
-		fill(mem + i * PAGE, i);
 		before[i] = pfn_of(pagemap, mem + i * PAGE);
 		ASSERT_NE(0, before[i]);
 	}
-	if (madvise(mem, n * PAGE, MADV_SOFT_OFFLINE)) {
+	if (soft_offline(mem, n * PAGE)) {
 		if (errno == EINVAL)
 			SKIP(return, "no memory-failure handling in this kernel");
 		ASSERT_EQ(0, -errno) {
@@ -353,28 +432,6 @@ TEST(huge_page_faults_are_sensitive_the_huge_zero_page_is_not)
 
 #define NR_HUGEPAGES	"/proc/sys/vm/nr_hugepages"
 
-/* The number in @path, -1 if there is none. */
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long val;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &val) != 1)
-		val = -1;
-	fclose(f);
-	return val;
-}
-
-static int write_long(const char *path, long val)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%ld\n", val);
-	return write_str(path, buf);
-}
-
 /*
  * Each 4 KiB frame of the 2 MiB hugetlb page at @mem: 0 if all are
  * sensitive, unmapped and hold their pattern (@first is the frame of the
@@ -402,6 +459,197 @@ static unsigned long hugetlb_page_out(int pagemap, const char *mem, unsigned lon
  * fault. Soft offlining a hugetlb page migrates it through hugetlb's own
  * path of migrate_pages(), into another pool page or a new one.
  */
+/*
+ * NUMA: move_pages() and mbind(MPOL_MF_MOVE) migrate pages to another node
+ * through alloc_migration_target() and migrate_pages(), with user flags
+ * this time, as NUMA balancing does. NUMA_PAGES pages of the test, faulted
+ * in on whatever node, all go to node @to of two.
+ */
+#define NUMA_PAGES	64
+
+FIXTURE(numa) {
+	int pagemap;
+	char *mem;
+	unsigned long before[NUMA_PAGES];
+};
+
+FIXTURE_SETUP(numa)
+{
+	unsigned long i;
+
+	SKIP_IF_NO_TABLES();
+	if (access("/sys/devices/system/node/node1", F_OK))
+		SKIP(return, "one NUMA node only");
+	self->pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, self->pagemap);
+	self->mem = map_filled(NUMA_PAGES);
+	ASSERT_NE(MAP_FAILED, self->mem);
+	for (i = 0; i < NUMA_PAGES; i++) {
+		self->before[i] = pfn_of(self->pagemap, self->mem + i * PAGE);
+		ASSERT_NE(0, self->before[i]);
+	}
+}
+
+FIXTURE_TEARDOWN(numa) {}
+
+/* The node of each page of the fixture, from move_pages() with no nodes. */
+static int numa_nodes(char *mem, int *status)
+{
+	void *pages[NUMA_PAGES];
+	unsigned long i;
+
+	for (i = 0; i < NUMA_PAGES; i++)
+		pages[i] = mem + i * PAGE;
+	return syscall(__NR_move_pages, 0, NUMA_PAGES, pages, NULL, status, 0);
+}
+
+/*
+ * After a migration to node @to: each page is on @to, in a frame other than
+ * before if it moved, sensitive and unmapped, with its data; the verifier
+ * finds nothing.
+ */
+static void numa_check(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(numa) *self, int to, const int *was)
+{
+	int status[NUMA_PAGES];
+	unsigned long i, moved = 0;
+
+	ASSERT_EQ(0, numa_nodes(self->mem, status));
+	for (i = 0; i < NUMA_PAGES; i++) {
+		unsigned long pfn = pfn_of(self->pagemap, self->mem + i * PAGE);
+		long sensitive = -1;
+
+		ASSERT_EQ(to, status[i]) {
+			TH_LOG("page %lu is on node %d, not %d", i, status[i], to);
+		}
+		ASSERT_NE(0, pfn);
+		if (was[i] != to) {
+			ASSERT_NE(self->before[i], pfn);
+			moved++;
+		}
+		ASSERT_EQ(0, page_mapped(pfn, &sensitive)) {
+			TH_LOG("page %lu, frame %lu (was %lu) is in the nonsensitive direct map",
+			       i, pfn, self->before[i]);
+		}
+		ASSERT_EQ(1, sensitive);
+		ASSERT_TRUE(intact(self->mem + i * PAGE, i));
+	}
+	ASSERT_LT(0, moved);
+	ASSERT_EQ(0, verifier_problems());
+}
+
+TEST_F(numa, move_pages_keeps_user_pages_out)
+{
+	int was[NUMA_PAGES], nodes[NUMA_PAGES], status[NUMA_PAGES];
+	void *pages[NUMA_PAGES];
+	int to;
+	unsigned long i;
+
+	ASSERT_EQ(0, numa_nodes(self->mem, was));
+	/* Everything to the node the first page is not on. */
+	to = was[0] == 0 ? 1 : 0;
+	for (i = 0; i < NUMA_PAGES; i++) {
+		pages[i] = self->mem + i * PAGE;
+		nodes[i] = to;
+	}
+	ASSERT_EQ(0, syscall(__NR_move_pages, 0, NUMA_PAGES, pages, nodes, status,
+			     MPOL_MF_MOVE)) {
+		TH_LOG("move_pages: %s", strerror(errno));
+	}
+	numa_check(_metadata, self, to, was);
+}
+
+TEST_F(numa, mbind_keeps_user_pages_out)
+{
+	int was[NUMA_PAGES];
+	unsigned long mask;
+	int to;
+
+	ASSERT_EQ(0, numa_nodes(self->mem, was));
+	to = was[0] == 0 ? 1 : 0;
+	mask = 1UL << to;
+	ASSERT_EQ(0, syscall(__NR_mbind, self->mem, NUMA_PAGES * PAGE, MPOL_BIND,
+			     &mask, 8 * sizeof(mask), MPOL_MF_MOVE | MPOL_MF_STRICT)) {
+		TH_LOG("mbind: %s", strerror(errno));
+	}
+	numa_check(_metadata, self, to, was);
+}
+
+/*
+ * Swap: MADV_PAGEOUT writes the test's pages out (through zswap when it is
+ * on) and frees them; touching them again reads them into newly allocated
+ * pages, which must be as sensitive as the ones that went out. With no
+ * swap configured, the test sets up a zram device as swap for itself.
+ */
+#define SWAP_PAGES	256
+#define ZRAM		"/sys/block/zram0"
+
+FIXTURE(swap) {
+	int own_zram;
+};
+
+FIXTURE_SETUP(swap)
+{
+	long total;
+
+	SKIP_IF_NO_TABLES();
+	total = read_key("/proc/meminfo", "SwapTotal");
+	if (total > 0)
+		return;
+	if (access(ZRAM "/disksize", W_OK))
+		SKIP(return, "no swap and no zram device");
+	ASSERT_EQ(0, write_str(ZRAM "/disksize", "64M\n"));
+	self->own_zram = 1;
+	if (system("mkswap /dev/zram0 > /dev/null 2>&1 && swapon /dev/zram0"))
+		SKIP(return, "cannot make /dev/zram0 swap (mkswap, swapon)");
+}
+
+FIXTURE_TEARDOWN(swap)
+{
+	if (!self->own_zram)
+		return;
+	system("swapoff /dev/zram0 > /dev/null 2>&1");
+	write_str(ZRAM "/reset", "1\n");
+}
+
+TEST_F_TIMEOUT(swap, swapped_pages_come_back_sensitive, 90)
+{
+	unsigned long i, out = 0;
+	int pagemap;
+	char *mem;
+
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_LE(0, pagemap);
+	mem = map_filled(SWAP_PAGES);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(0, madvise(mem, SWAP_PAGES * PAGE, MADV_PAGEOUT)) {
+		TH_LOG("MADV_PAGEOUT: %s", strerror(errno));
+	}
+	for (i = 0; i < SWAP_PAGES; i++)
+		out += swapped_out(pagemap, mem + i * PAGE) == 1;
+	/* Reclaim may skip a page it finds busy, but not most of them. */
+	ASSERT_LE(SWAP_PAGES / 2UL, out) {
+		TH_LOG("only %lu of %d pages went to swap", out, SWAP_PAGES);
+	}
+	ASSERT_EQ(0, verifier_problems());
+	for (i = 0; i < SWAP_PAGES; i++) {
+		unsigned long pfn;
+		long sensitive = -1;
+
+		ASSERT_TRUE(intact(mem + i * PAGE, i)) {
+			TH_LOG("page %lu came back changed", i);
+		}
+		pfn = pfn_of(pagemap, mem + i * PAGE);
+		ASSERT_NE(0, pfn);
+		ASSERT_EQ(0, page_mapped(pfn, &sensitive)) {
+			TH_LOG("page %lu, frame %lu, is in the nonsensitive direct map", i, pfn);
+		}
+		ASSERT_EQ(1, sensitive);
+	}
+	ASSERT_EQ(0, verifier_problems());
+	TH_LOG("%lu of %d pages went to swap and came back", out, SWAP_PAGES);
+}
+
 FIXTURE(hugetlb) {
 	long nr_before;
 };
@@ -445,7 +693,7 @@ TEST_F(hugetlb, pool_pages_stay_out_through_migration)
 		       bad - 1, before);
 	}
 
-	if (madvise(mem, HPAGE, MADV_SOFT_OFFLINE)) {
+	if (soft_offline(mem, HPAGE)) {
 		if (errno == EINVAL)
 			SKIP(return, "no memory-failure handling in this kernel");
 		ASSERT_EQ(0, -errno) {
