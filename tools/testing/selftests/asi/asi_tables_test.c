@@ -309,6 +309,40 @@ TEST(fork_and_exec_fail_without_ns_pgd)
 	ASSERT_EQ(0, verifier_problems());
 }
 
+#define KFENCE_STATS	"/sys/kernel/debug/kfence/stats"
+
+/*
+ * KFENCE protects the page of an object it frees (and the guard pages around
+ * every object) by writing the kernel's direct-map PTE itself, not through
+ * CPA. ASI's direct map must follow, or a freed object stays mapped there
+ * and the verifier finds an entry that grants more than the kernel's
+ * (review m2). Objects come from KFENCE once per sample interval (100 ms by
+ * default); opening files gives it short-lived slab objects to take.
+ */
+TEST(kfence_protection_reaches_the_nonsensitive_map)
+{
+	long start, frees = -1;
+	int i, fd;
+
+	SKIP_IF_NO_TABLES();
+	start = read_key(KFENCE_STATS, "total frees");
+	if (start < 0 || read_key(KFENCE_STATS, "enabled") != 1)
+		SKIP(return, "KFENCE is not enabled");
+	for (i = 0; i < 1000; i++) {
+		fd = open("/proc/self/stat", O_RDONLY);
+		if (fd >= 0)
+			close(fd);
+		frees = read_key(KFENCE_STATS, "total frees");
+		if (frees >= start + 4)
+			break;
+		usleep(10000);
+	}
+	ASSERT_LE(start + 4, frees) {
+		TH_LOG("KFENCE freed %ld objects in 10 s", frees - start);
+	}
+	ASSERT_EQ(0, verifier_problems());
+}
+
 /* The counters show that user pages were made sensitive at all. */
 TEST(user_pages_are_counted)
 {
