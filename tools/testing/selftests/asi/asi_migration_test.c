@@ -57,31 +57,6 @@ static unsigned long pfn_of(int pagemap, const void *va)
 	return e & ((1ULL << 55) - 1);
 }
 
-static uint64_t pattern(unsigned long page, unsigned long word)
-{
-	return (page * 0x9e3779b97f4a7c15ULL) ^ (word * 0x2545f4914f6cdd1dULL);
-}
-
-static void fill(char *p, unsigned long page)
-{
-	uint64_t *w = (uint64_t *)p;
-	unsigned long i;
-
-	for (i = 0; i < PAGE / sizeof(*w); i++)
-		w[i] = pattern(page, i);
-}
-
-static int intact(const char *p, unsigned long page)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	unsigned long i;
-
-	for (i = 0; i < PAGE / sizeof(*w); i++)
-		if (w[i] != pattern(page, i))
-			return 0;
-	return 1;
-}
-
 /*
  * @n anonymous pages that never become part of a huge page, page i filled
  * with pattern(i, ...); MAP_FAILED on failure.

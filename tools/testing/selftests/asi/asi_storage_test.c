@@ -36,31 +36,6 @@ static uint64_t pagemap_entry(int pagemap, const void *va)
 #define PM_PRESENT	(1ULL << 63)
 #define PM_PFN		((1ULL << 55) - 1)
 
-static uint64_t pattern(unsigned long page, unsigned long word)
-{
-	return (page * 0x9e3779b97f4a7c15ULL) ^ (word * 0x2545f4914f6cdd1dULL) ^ 0xe4;
-}
-
-static void fill(char *p, unsigned long page)
-{
-	uint64_t *w = (uint64_t *)p;
-	unsigned long i;
-
-	for (i = 0; i < PAGE / sizeof(*w); i++)
-		w[i] = pattern(page, i);
-}
-
-static int intact(const char *p, unsigned long page)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	unsigned long i;
-
-	for (i = 0; i < PAGE / sizeof(*w); i++)
-		if (w[i] != pattern(page, i))
-			return 0;
-	return 1;
-}
-
 /*
  * Field @field (1-based) of /sys/class/block/@dev/stat: 3 is the sectors
  * read, 7 the sectors written. -1 if it cannot be read.

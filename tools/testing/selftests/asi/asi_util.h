@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,41 @@ static inline int page_mapped(unsigned long pfn, long *sensitive)
 		return -1;
 	*sensitive = read_key(ASI_DIR "/page", "sensitive");
 	return read_key(ASI_DIR "/page", "mapped");
+}
+
+/* The page size the tests' patterns are written in. */
+#define ASI_PATTERN_PAGE	4096UL
+
+/*
+ * Word @word of page @page of a test's data: different for every page and
+ * word, so that a page that comes back changed or in another page's place
+ * shows.
+ */
+static inline uint64_t pattern(unsigned long page, unsigned long word)
+{
+	return (page * 0x9e3779b97f4a7c15ULL) ^ (word * 0x2545f4914f6cdd1dULL);
+}
+
+/* Fill the page at @p with page @page's pattern. */
+static inline void fill(char *p, unsigned long page)
+{
+	uint64_t *w = (uint64_t *)p;
+	unsigned long i;
+
+	for (i = 0; i < ASI_PATTERN_PAGE / sizeof(*w); i++)
+		w[i] = pattern(page, i);
+}
+
+/* Whether the page at @p holds page @page's pattern. */
+static inline int intact(const char *p, unsigned long page)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	unsigned long i;
+
+	for (i = 0; i < ASI_PATTERN_PAGE / sizeof(*w); i++)
+		if (w[i] != pattern(page, i))
+			return 0;
+	return 1;
 }
 
 #endif /* ASI_UTIL_H */
